@@ -1,0 +1,265 @@
+--[[
+** corun: the public module.
+** Re-exports the C core (corun.core) and composes its primitives into the
+** combinators: run, gather, wait, as_completed, timeout, group, dump.
+** Everything here waits through C primitives (task joins, queues); nothing
+** re-implements a scheduler or a wait list.
+--]]
+
+local core = require "corun.core"
+
+local corun = {}
+for k, v in pairs(core) do corun[k] = v end
+corun.version = core.version
+
+local spawn, current, queue = core.spawn, core.current, core.queue
+local notify, time = core.notify, core.time
+local is_cancelled, is_task = core.is_cancelled, core.is_task
+local pack, unpack = table.pack, table.unpack
+
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function argerror(fname, n, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
+end
+
+local function check_timeout(fname, n, t)
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
+    argerror(fname, n, "timeout must be a number >= 0", 4)
+  end
+end
+
+-- A task failed or was cancelled (its result() would raise).
+local function failed(t)
+  local st = t:status()
+  return st == "failed" or st == "cancelled"
+end
+
+-- The error object of a finished, failed or cancelled task.
+local function error_of(t)
+  local ok, err = pcall(t.result, t)
+  if ok then return nil end
+  return err
+end
+
+--[[ run ]]
+
+-- corun.run([opts,] fn, ...): fn runs as the main task of a fresh run.
+function corun.run(opts, ...)
+  local mode = ""
+  if type(opts) == "table" and not callable(opts) then
+    if opts.clock ~= nil and opts.clock ~= "virtual" and opts.clock ~= "real" then
+      argerror("run", 1, "clock must be \"virtual\" or \"real\"")
+    end
+    if opts.clock == "virtual" then mode = "virtual" end
+    return core.run(mode, ...)
+  end
+  return core.run(mode, opts, ...)
+end
+
+--[[ combinators ]]
+
+local function tasks_of(fname, items, n)
+  local tasks = {}
+  for i = 1, n do
+    local v = items[i]
+    if is_task(v) then
+      tasks[i] = v
+    elseif callable(v) then
+      tasks[i] = spawn(v)
+    else
+      argerror(fname, i, ("task or function expected, got %s"):format(type(v)), 4)
+    end
+  end
+  return tasks
+end
+
+-- A queue that receives each of 'tasks' as it finishes.
+local function completion_queue(tasks, n)
+  local q = queue()
+  for i = 1, n do notify(tasks[i], q) end
+  return q
+end
+
+local function cancel_all(tasks, n)
+  for i = 1, n do tasks[i]:cancel() end
+end
+
+-- gather(a, b, ...) or gather(list, {return_errors = true})
+function corun.gather(...)
+  local items, opts = pack(...), nil
+  local first = items[1]
+  if items.n <= 2 and type(first) == "table" and not callable(first) then
+    opts = items[2] or {}
+    items = first
+    items.n = items.n or #items
+  end
+  local n = items.n
+  local tasks = tasks_of("gather", items, n)
+  local return_errors = opts ~= nil and opts.return_errors
+  local q = completion_queue(tasks, n)
+  for _ = 1, n do
+    local ok, t = pcall(q.get, q)
+    if not ok then  -- gather itself was cancelled: so are its children
+      cancel_all(tasks, n)
+      error(t, 0)
+    end
+    if not return_errors and failed(t) then
+      cancel_all(tasks, n)
+      t:result()  -- re-raises the failure
+    end
+  end
+  local results = {}
+  for i = 1, n do
+    local t = tasks[i]
+    if failed(t) then
+      results[i] = error_of(t)
+    else
+      results[i] = t:result()
+    end
+  end
+  return results
+end
+
+local function in_order(tasks, n, pick)
+  local yes, no = {}, {}
+  for i = 1, n do
+    local t = tasks[i]
+    if pick(t) then yes[#yes + 1] = t else no[#no + 1] = t end
+  end
+  return yes, no
+end
+
+-- wait(tasks, {timeout =, return_when = "all" | "first" | "first_error"})
+function corun.wait(tasks, opts)
+  if type(tasks) ~= "table" then argerror("wait", 1, "list of tasks expected") end
+  opts = opts or {}
+  local when = opts.return_when or "all"
+  if when ~= "all" and when ~= "first" and when ~= "first_error" then
+    argerror("wait", 2, "return_when must be \"all\", \"first\" or \"first_error\"")
+  end
+  check_timeout("wait", 2, opts.timeout)
+  local n = #tasks
+  for i = 1, n do
+    if not is_task(tasks[i]) then argerror("wait", 1, ("item %d is not a task"):format(i)) end
+  end
+  local q = completion_queue(tasks, n)
+  local deadline = opts.timeout and time() + opts.timeout
+  local finished = 0
+  while finished < n do
+    local t = q:get(deadline and math.max(0, deadline - time()))
+    if t == nil then break end
+    finished = finished + 1
+    if when == "first" or (when == "first_error" and failed(t)) then break end
+  end
+  return in_order(tasks, n, function(t) return t:done() end)
+end
+
+-- for t in as_completed(tasks, [timeout]) do ... end
+function corun.as_completed(tasks, timeout)
+  if type(tasks) ~= "table" then argerror("as_completed", 1, "list of tasks expected") end
+  check_timeout("as_completed", 2, timeout)
+  local n = #tasks
+  local list = tasks_of("as_completed", tasks, n)
+  local q = completion_queue(list, n)
+  local deadline = timeout and time() + timeout
+  local left = n
+  return function()
+    if left == 0 then return nil end
+    local t = q:get(deadline and math.max(0, deadline - time()))
+    if t == nil then error(core.timeout_error(timeout), 2) end
+    left = left - 1
+    return t
+  end
+end
+
+-- timeout(sec, fn, ...): fn runs in the current task with a deadline.
+function corun.timeout(sec, fn, ...)
+  if type(sec) ~= "number" or sec ~= sec or sec < 0 then
+    argerror("timeout", 1, "seconds must be a number >= 0")
+  end
+  if not callable(fn) then argerror("timeout", 2, "function expected") end
+  local me = current()
+  if me == nil then error("timeout: must be called from inside a task", 2) end
+  local fired = false
+  local h = core.call_later(sec, function()
+    fired = true
+    me:cancel()
+  end)
+  local res = pack(pcall(fn, ...))
+  h:cancel()
+  if fired and core.uncancel(me) == 0 and not res[1] and is_cancelled(res[2]) then
+    error(core.timeout_error(sec), 2)
+  end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n)
+end
+
+--[[ group: structured concurrency ]]
+
+local Group = {}
+Group.__index = Group
+
+function Group:spawn(fn, ...)
+  if self.closed then error("group: spawn after the group has finished", 2) end
+  if not callable(fn) then argerror("spawn", 1, "function expected") end
+  local t = spawn(fn, ...)
+  notify(t, self.q)
+  self.live = self.live + 1
+  self.tasks[#self.tasks + 1] = t
+  return t
+end
+
+function Group:cancel()
+  for _, t in ipairs(self.tasks) do t:cancel() end
+end
+
+-- Wait for every child; the first failure cancels the rest.
+local function drain(g, err)
+  while g.live > 0 do
+    local ok, t = pcall(g.q.get, g.q)
+    if not ok then        -- the group's own task was cancelled
+      err = err or t
+      g:cancel()
+    else
+      g.live = g.live - 1
+      if t:status() == "failed" then
+        local e = error_of(t)
+        if err == nil then
+          err = e
+          g:cancel()
+        end
+      end
+    end
+  end
+  return err
+end
+
+function corun.group(body)
+  if not callable(body) then argerror("group", 1, "function expected") end
+  local g = setmetatable({ q = queue(), live = 0, tasks = {} }, Group)
+  local res = pack(pcall(body, g))
+  local err
+  if not res[1] then
+    err = res[2]
+    g:cancel()
+  end
+  err = drain(g, err)
+  g.closed = true
+  if err ~= nil then error(err, 0) end
+  return unpack(res, 2, res.n)
+end
+
+--[[ introspection ]]
+
+function corun.dump(file)
+  file = file or io.stderr
+  file:write(core.dump_string())
+  if file.flush then file:flush() end
+end
+
+return corun

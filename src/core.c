@@ -1,0 +1,43 @@
+/*
+** core.c
+** luaopen_corun_core: creates this state's loop and registers every
+** function and metatable of the C core. Each function gets the loop as its
+** first upvalue (cr_loop_get).
+*/
+
+#include "corun.h"
+
+/* Like luaL_setfuncs into the table on top, with the loop as upvalue 1. */
+void cr_setfuncs(lua_State *L, const luaL_Reg *l, int loopidx) {
+  loopidx = lua_absindex(L, loopidx);
+  for (; l->name != NULL; l++) {
+    lua_pushvalue(L, loopidx);
+    lua_pushcclosure(L, l->func, 1);
+    lua_setfield(L, -2, l->name);
+  }
+}
+
+/* A metatable 'name' with metamethods 'meta' and __index = 'methods'. */
+void cr_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
+                 const luaL_Reg *methods, int loopidx) {
+  loopidx = lua_absindex(L, loopidx);
+  luaL_newmetatable(L, name);
+  cr_setfuncs(L, meta, loopidx);
+  lua_newtable(L);
+  cr_setfuncs(L, methods, loopidx);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+LUA_API int luaopen_corun_core(lua_State *L) __attribute__((visibility("default")));
+
+LUA_API int luaopen_corun_core(lua_State *L) {
+  cr_loop_open(L);
+  lua_newtable(L);
+  cr_loop_open_lib(L);
+  cr_task_open_lib(L);
+  cr_queue_open_lib(L);
+  lua_pushliteral(L, "0.1.0");
+  lua_setfield(L, -2, "version");
+  return 1;
+}

@@ -1,0 +1,167 @@
+/*
+** corun.h
+** Internal header of the corun C core: the loop, tasks, wait lists and the
+** cross-file functions (cr_<file>_<verb>). Nothing here is exported from the
+** shared object but luaopen_corun_core.
+**
+** Invariants:
+** - One cr_loop per lua_State (per OS thread); only loop.c resumes tasks.
+** - A task is in at most one of: the ready queue (s.node linked), a wait
+**   list (w.node linked). Its timer (t.slot >= 0) may be armed while it
+**   waits. A finished task may sit in the loop's 'failed' list via s.node.
+** - Waking a task writes its outcome, unlinks it from its wait list and its
+**   timer, and appends it to the ready queue. Values handed to a woken task
+**   are pushed on its coroutine's stack and counted in 'nargs': they are the
+**   arguments of its next lua_resume, i.e. what its continuation sees.
+*/
+
+#ifndef corun_h
+#define corun_h
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "list.h"
+#include "heap.h"
+
+#define CR_LOOP_MT     "corun.loop"
+#define CR_TASK_MT     "corun.task"
+#define CR_HANDLE_MT   "corun.handle"
+#define CR_QUEUE_MT    "corun.queue"
+#define CR_CANCELLED_MT "corun.Cancelled"
+#define CR_TIMEOUT_MT  "corun.Timeout"
+
+/* Ready-queue entry kinds. */
+enum { CR_SCHED_TASK, CR_SCHED_CALLBACK };
+
+/* Outcomes a parked task is woken with. */
+enum { CR_OK, CR_TIMEOUT, CR_CANCELLED, CR_CLOSED };
+
+/* Task statuses ("running" is derived: loop->current == task). */
+enum { CR_PENDING, CR_DONE, CR_FAILED, CR_CANCELLED_ST };
+
+/* Timer owners. */
+enum { CR_TIMER_SLEEP, CR_TIMER_TIMEOUT, CR_TIMER_CALLBACK };
+
+/* Uservalue slots of a task. */
+enum {
+  CR_TUV_CO = 1,      /* the coroutine; the traceback string once failed */
+  CR_TUV_VALUE,       /* cancel message while alive; results or error after */
+  CR_TUV_NAME,        /* name string, nil for the default "task-N" */
+  CR_TUV_DONE,        /* done callback (function or queue) or a list of them */
+  CR_TUV_N = CR_TUV_DONE
+};
+
+/* Uservalue slots of the loop. */
+enum { CR_LUV_TASKS = 1, CR_LUV_HANDLES, CR_LUV_FAILED,
+       CR_LUV_N = CR_LUV_FAILED };
+
+typedef struct cr_loop cr_loop;
+
+typedef struct cr_sched {
+  cr_list node;               /* in the ready queue */
+  int kind;                   /* CR_SCHED_* */
+} cr_sched;
+
+typedef struct cr_waiter {
+  cr_list node;               /* in a primitive's wait list */
+  int outcome;                /* CR_OK, CR_TIMEOUT, ... */
+} cr_waiter;
+
+typedef struct cr_task {
+  cr_sched s;                 /* ready-queue node */
+  cr_waiter w;                /* parked node */
+  cr_timer t;                 /* sleep or wait deadline */
+  lua_State *co;              /* the coroutine, owned via uservalue CR_TUV_CO */
+  cr_loop *loop;
+  cr_list joiners;            /* tasks parked in join on this one */
+  int ref;                    /* anchor in the loop's task table, or LUA_NOREF */
+  int nargs;                  /* values pushed on co for the next resume */
+  int nres;                   /* number of results once done */
+  int ncancel;                /* cancel requests not yet withdrawn */
+  unsigned id;
+  unsigned char status;       /* CR_PENDING, CR_DONE, ... */
+  unsigned char started;      /* the body has been entered */
+  unsigned char yielded;      /* the last yield came from a corun park */
+  unsigned char cancel_pending; /* Cancelled still to be delivered */
+  unsigned char retrieved;    /* its error was re-raised or reported */
+  unsigned char isqueue_done; /* CR_TUV_DONE holds a single queue */
+} cr_task;
+
+typedef struct cr_handle {
+  cr_sched s;                 /* ready-queue node */
+  cr_timer t;                 /* for call_later / call_at */
+  cr_loop *loop;
+  int ref;                    /* anchor while scheduled, or LUA_NOREF */
+  int nargs;                  /* uservalue 1 is fn, 2..nargs+1 the args */
+} cr_handle;
+
+struct cr_loop {
+  uv_loop_t uv;
+  uv_timer_t timer;           /* armed to the earliest deadline when blocking */
+  uv_signal_t sigint;         /* the runner's SIGINT watcher */
+  cr_list ready;              /* FIFO of cr_sched: tasks and callbacks */
+  cr_heap timers;             /* owned: min-heap of armed timers */
+  cr_task *current;           /* the task being resumed, or NULL */
+  cr_task *main;              /* the main task of the current run */
+  unsigned long long seq;     /* timer arm counter */
+  double vnow;                /* virtual clock time */
+  unsigned next_id;
+  int ntasks;                 /* live tasks */
+  int failures;               /* unretrieved errors reported so far */
+  int sigints;                /* SIGINTs received during this run */
+  unsigned char virtual_clock;
+  unsigned char running;      /* inside cr_loop_run */
+  unsigned char stop_flag;
+  unsigned char closed;
+  unsigned char sigint_on;
+};
+
+/* loop.c */
+cr_loop *cr_loop_get(lua_State *L);   /* the loop of upvalue 1 */
+cr_loop *cr_loop_open(lua_State *L);  /* pushes this state's loop */
+double cr_loop_now(cr_loop *lp);
+void cr_loop_ready(cr_loop *lp, cr_sched *s);
+int cr_loop_arm(cr_loop *lp, cr_timer *t, double delay);
+void cr_loop_disarm(cr_loop *lp, cr_timer *t);
+int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until);
+void cr_loop_sigint(cr_loop *lp, int on);
+int cr_loop_anchor(lua_State *L, cr_loop *lp, int slot, int idx);
+void cr_loop_unanchor(lua_State *L, cr_loop *lp, int slot, int ref);
+void cr_loop_pushanchored(lua_State *L, cr_loop *lp, int slot, int ref);
+void cr_loop_pushanchors(lua_State *L, int slot);
+int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
+                     double delay);
+void cr_loop_open_lib(lua_State *L);
+
+/* task.c */
+cr_task *cr_task_enter(lua_State *L, cr_loop *lp, const char *fname);
+int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
+                 lua_KContext ctx, lua_KFunction k);
+void cr_task_wake(cr_task *t, int outcome);
+int cr_task_outcome(lua_State *L, cr_task *t);
+void cr_task_dispatch(lua_State *L, cr_loop *lp, cr_task *t);
+void cr_task_timer(cr_loop *lp, cr_timer *tm);
+cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs);
+int cr_task_cancel(lua_State *L, cr_task *t, int msgidx);
+void cr_task_report(lua_State *L, cr_loop *lp);
+void cr_task_finish_all(lua_State *L, cr_loop *lp);
+void cr_task_retrieved(lua_State *L, cr_task *t);
+int cr_task_pushresults(lua_State *L, cr_task *t, int idx);
+int cr_pushcancelled(lua_State *L, int msgidx);
+void cr_task_open_lib(lua_State *L);
+void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h);
+void cr_handle_timer(cr_loop *lp, cr_timer *tm);
+void cr_handle_drop_all(lua_State *L, cr_loop *lp);
+
+/* queue.c */
+int cr_queue_offer(lua_State *L, int qidx, int vidx);
+void cr_queue_open_lib(lua_State *L);
+
+/* core.c */
+void cr_setfuncs(lua_State *L, const luaL_Reg *l, int loopidx);
+void cr_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
+                 const luaL_Reg *methods, int loopidx);
+
+#endif

@@ -1,0 +1,521 @@
+/*
+** loop.c
+** The per-thread loop: a libuv loop, the FIFO ready queue shared by tasks
+** and callbacks, the timer min-heap with one uv_timer armed to its earliest
+** deadline, callback handles (call_soon / call_later / call_at), and the
+** driver that resumes tasks. This file is the only place that dispatches
+** ready entries; nothing is resumed from a libuv callback.
+**
+** The driver drains the ready queue in detached batches (what became ready
+** during a batch runs in the next one, so FIFO order holds). Between
+** batches it expires timers when any are armed and, every POLL_EVERY
+** batches, polls libuv without blocking when it has live handles. It blocks
+** in uv_run(UV_RUN_ONCE) only when nothing is ready.
+*/
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "corun.h"
+
+#define POLL_EVERY 64            /* batches between non-blocking I/O polls */
+#define LOOP_KEY "corun.loop.instance"
+
+/* {=================================================================
+** Clock and timers
+** ================================================================== */
+
+double cr_loop_now(cr_loop *lp) {
+  if (lp->virtual_clock) return lp->vnow;
+  return (double)uv_hrtime() / 1e9;
+}
+
+void cr_loop_ready(cr_loop *lp, cr_sched *s) {
+  cr_list_push(&lp->ready, &s->node);
+}
+
+/* Arm 'tm' to fire 'delay' seconds from now. Returns 0, or -1 on ENOMEM. */
+int cr_loop_arm(cr_loop *lp, cr_timer *tm, double delay) {
+  tm->deadline = cr_loop_now(lp) + (delay > 0 ? delay : 0);
+  tm->seq = lp->seq++;
+  return cr_heap_insert(&lp->timers, tm);
+}
+
+void cr_loop_disarm(cr_loop *lp, cr_timer *tm) {
+  cr_heap_remove(&lp->timers, tm);
+}
+
+/* Move every timer due at 'now' to the ready queue, in deadline order. */
+static void expire(cr_loop *lp, double now) {
+  cr_timer *tm;
+  while ((tm = cr_heap_min(&lp->timers)) != NULL && tm->deadline <= now) {
+    cr_heap_remove(&lp->timers, tm);
+    if (tm->kind == CR_TIMER_CALLBACK)
+      cr_handle_timer(lp, tm);
+    else
+      cr_task_timer(lp, tm);
+  }
+}
+
+static void on_timer(uv_timer_t *h) {
+  (void)h;  /* only wakes uv_run; expire() does the work */
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** Anchors: live tasks and pending handles are kept alive by a reference
+** in one of two tables (CR_LUV_TASKS, CR_LUV_HANDLES) held in the registry.
+** ================================================================== */
+
+static int anchor_ref[CR_LUV_N + 1];  /* registry refs, same in every state */
+
+void cr_loop_pushanchors(lua_State *L, int slot) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &anchor_ref[slot]);
+}
+
+int cr_loop_anchor(lua_State *L, cr_loop *lp, int slot, int idx) {
+  int ref;
+  (void)lp;
+  idx = lua_absindex(L, idx);
+  cr_loop_pushanchors(L, slot);
+  lua_pushvalue(L, idx);
+  ref = luaL_ref(L, -2);
+  lua_pop(L, 1);
+  return ref;
+}
+
+void cr_loop_unanchor(lua_State *L, cr_loop *lp, int slot, int ref) {
+  (void)lp;
+  cr_loop_pushanchors(L, slot);
+  luaL_unref(L, -1, ref);
+  lua_pop(L, 1);
+}
+
+void cr_loop_pushanchored(lua_State *L, cr_loop *lp, int slot, int ref) {
+  (void)lp;
+  cr_loop_pushanchors(L, slot);
+  lua_rawgeti(L, -1, ref);
+  lua_remove(L, -2);
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** The driver
+** ================================================================== */
+
+static void dispatch(lua_State *L, cr_loop *lp, cr_list *n) {
+  cr_sched *s = cr_container_of(n, cr_sched, node);
+  if (s->kind == CR_SCHED_TASK)
+    cr_task_dispatch(L, lp, cr_container_of(s, cr_task, s));
+  else
+    cr_handle_dispatch(L, lp, cr_container_of(s, cr_handle, s));
+}
+
+/* Nothing is ready: wait for a timer or I/O. Returns 0 when nothing can
+** happen any more (no timer, no live libuv handle or request). */
+static int idle(cr_loop *lp) {
+  cr_timer *tm = cr_heap_min(&lp->timers);
+  int io = uv_loop_alive(&lp->uv);
+  if (lp->virtual_clock) {
+    if (io) uv_run(&lp->uv, UV_RUN_NOWAIT);
+    if (!cr_list_empty(&lp->ready)) return 1;
+    if ((tm = cr_heap_min(&lp->timers)) != NULL) {
+      if (tm->deadline > lp->vnow) lp->vnow = tm->deadline;
+      expire(lp, lp->vnow);
+      return 1;
+    }
+    if (!uv_loop_alive(&lp->uv)) return 0;
+    uv_run(&lp->uv, UV_RUN_ONCE);
+    return 1;
+  }
+  if (tm == NULL && !io) return 0;
+  if (tm != NULL) {
+    double wait = tm->deadline - cr_loop_now(lp);
+    if (wait <= 0) {
+      expire(lp, cr_loop_now(lp));
+      return 1;
+    }
+    uv_update_time(&lp->uv);
+    uv_timer_start(&lp->timer, on_timer, (uint64_t)ceil(wait * 1000.0), 0);
+  }
+  uv_run(&lp->uv, UV_RUN_ONCE);
+  if (tm != NULL) {
+    uv_timer_stop(&lp->timer);
+    expire(lp, cr_loop_now(lp));
+  }
+  return 1;
+}
+
+/* Run until 'until' has finished (or, when NULL, until nothing can happen
+** any more). Returns 1 when stopped by corun.stop() or SIGINT, else 0. */
+int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
+  cr_list batch, *n;
+  unsigned batches = 0;
+  (void)loopidx;
+  for (;;) {
+    if (lp->stop_flag) return 1;
+    if (until != NULL && until->status != CR_PENDING) return 0;
+    if (cr_list_empty(&lp->ready)) {
+      if (!idle(lp)) return 0;
+      continue;
+    }
+    cr_list_move(&lp->ready, &batch);
+    while ((n = cr_list_shift(&batch)) != NULL)
+      dispatch(L, lp, n);
+    if (lp->timers.n > 0) expire(lp, cr_loop_now(lp));
+    if (++batches % POLL_EVERY == 0 && uv_loop_alive(&lp->uv))
+      uv_run(&lp->uv, UV_RUN_NOWAIT);
+  }
+}
+
+static void on_sigint(uv_signal_t *h, int signum) {
+  cr_loop *lp = (cr_loop *)h->data;
+  (void)signum;
+  lp->sigints++;
+  if (lp->sigints == 1 && lp->main != NULL && lp->main->status == CR_PENDING)
+    cr_task_cancel(NULL, lp->main, 0);
+  else
+    lp->stop_flag = 1;
+}
+
+void cr_loop_sigint(cr_loop *lp, int on) {
+  if (on && !lp->sigint_on) {
+    uv_signal_start(&lp->sigint, on_sigint, SIGINT);
+    uv_unref((uv_handle_t *)&lp->sigint);
+  }
+  else if (!on && lp->sigint_on)
+    uv_signal_stop(&lp->sigint);
+  lp->sigint_on = (unsigned char)on;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** Callback handles
+** ================================================================== */
+
+static cr_handle *checkhandle(lua_State *L) {
+  return (cr_handle *)luaL_checkudata(L, 1, CR_HANDLE_MT);
+}
+
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+void cr_handle_timer(cr_loop *lp, cr_timer *tm) {
+  cr_handle *h = cr_container_of(tm, cr_handle, t);
+  cr_loop_ready(lp, &h->s);
+}
+
+/* Run a due callback: unanchor it, then call it protected. An error is
+** reported on stderr and counted as a failure; it never stops the loop. */
+void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h) {
+  int i, base = lua_gettop(L);
+  cr_loop_pushanchored(L, lp, CR_LUV_HANDLES, h->ref);
+  cr_loop_unanchor(L, lp, CR_LUV_HANDLES, h->ref);
+  h->ref = LUA_NOREF;
+  lua_pushcfunction(L, msgh);
+  for (i = 1; i <= h->nargs + 1; i++)
+    lua_getiuservalue(L, base + 1, i);
+  if (lua_pcall(L, h->nargs, 0, base + 2) != LUA_OK) {
+    fprintf(stderr, "corun: error in callback: %s\n", lua_tostring(L, -1));
+    fflush(stderr);
+    lp->failures++;
+  }
+  lua_settop(L, base);
+}
+
+/* Schedule the callable at 'fidx' with the 'nargs' values after it, to run
+** after 'delay' seconds (< 0: call_soon). Pushes the handle. */
+int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
+                     double delay) {
+  cr_handle *h;
+  int i;
+  fidx = lua_absindex(L, fidx);
+  h = (cr_handle *)lua_newuserdatauv(L, sizeof *h, nargs + 1);
+  h->s.kind = CR_SCHED_CALLBACK;
+  cr_list_init(&h->s.node);
+  h->t.slot = -1;
+  h->t.kind = CR_TIMER_CALLBACK;
+  h->loop = lp;
+  h->ref = LUA_NOREF;
+  h->nargs = nargs;
+  luaL_setmetatable(L, CR_HANDLE_MT);
+  for (i = 0; i <= nargs; i++) {
+    lua_pushvalue(L, fidx + i);
+    lua_setiuservalue(L, -2, i + 1);
+  }
+  if (delay >= 0 && cr_loop_arm(lp, &h->t, delay) != 0)
+    return luaL_error(L, "not enough memory");
+  h->ref = cr_loop_anchor(L, lp, CR_LUV_HANDLES, -1);
+  if (delay < 0) cr_loop_ready(lp, &h->s);
+  return 1;
+}
+
+static int schedule(lua_State *L, int fidx, double delay) {
+  luaL_checkany(L, fidx);
+  if (!lua_isfunction(L, fidx) && luaL_getmetafield(L, fidx, "__call") == 0)
+    luaL_typeerror(L, fidx, "function");
+  return cr_loop_callback(L, cr_loop_get(L), fidx, lua_gettop(L) - fidx,
+                          delay);
+}
+
+static double checkdelay(lua_State *L, int arg) {
+  double d = luaL_checknumber(L, arg);
+  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "delay must be >= 0");
+  return d;
+}
+
+static int loop_call_soon(lua_State *L) {
+  return schedule(L, 1, -1);
+}
+
+static int loop_call_later(lua_State *L) {
+  return schedule(L, 2, checkdelay(L, 1));
+}
+
+static int loop_call_at(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  double when = luaL_checknumber(L, 1);
+  luaL_argcheck(L, !isnan(when), 1, "time must be a number");
+  when -= cr_loop_now(lp);
+  return schedule(L, 2, when > 0 ? when : 0);
+}
+
+static int cancelhandle(lua_State *L, cr_handle *h) {
+  if (h->ref == LUA_NOREF) return 0;
+  cr_list_remove(&h->s.node);
+  cr_loop_disarm(h->loop, &h->t);
+  cr_loop_unanchor(L, h->loop, CR_LUV_HANDLES, h->ref);
+  h->ref = LUA_NOREF;
+  h->nargs = -1;  /* marks "cancelled" */
+  return 1;
+}
+
+static int handle_cancel(lua_State *L) {
+  lua_pushboolean(L, cancelhandle(L, checkhandle(L)));
+  return 1;
+}
+
+static int handle_cancelled(lua_State *L) {
+  lua_pushboolean(L, checkhandle(L)->nargs < 0);
+  return 1;
+}
+
+static int handle_tostring(lua_State *L) {
+  cr_handle *h = checkhandle(L);
+  const char *st = h->nargs < 0 ? "cancelled"
+                 : h->ref == LUA_NOREF ? "done" : "pending";
+  lua_pushfstring(L, "corun.handle (%s): %p", st, (void *)h);
+  return 1;
+}
+
+/* Drop every pending callback (the end of a corun.run). */
+void cr_handle_drop_all(lua_State *L, cr_loop *lp) {
+  cr_loop_pushanchors(L, CR_LUV_HANDLES);
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    cr_handle *h = (cr_handle *)luaL_testudata(L, -1, CR_HANDLE_MT);
+    lua_pop(L, 1);
+    if (h != NULL && h->ref != LUA_NOREF) {
+      cr_list_remove(&h->s.node);
+      cr_loop_disarm(lp, &h->t);
+      h->ref = LUA_NOREF;
+      h->nargs = -1;
+    }
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);  /* a fresh table drops every anchor at once */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &anchor_ref[CR_LUV_HANDLES]);
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** The loop object and corun.run
+** ================================================================== */
+
+static void on_close(uv_handle_t *h) {
+  (void)h;
+}
+
+static int loop_gc(lua_State *L) {
+  cr_loop *lp = (cr_loop *)lua_touserdata(L, 1);
+  if (lp->closed) return 0;
+  lp->closed = 1;
+  uv_close((uv_handle_t *)&lp->timer, on_close);
+  uv_close((uv_handle_t *)&lp->sigint, on_close);
+  uv_run(&lp->uv, UV_RUN_DEFAULT);
+  uv_loop_close(&lp->uv);
+  cr_heap_free(&lp->timers);
+  return 0;
+}
+
+/* Push this state's loop, creating it on first use. */
+cr_loop *cr_loop_open(lua_State *L) {
+  cr_loop *lp;
+  int slot;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY) == LUA_TUSERDATA)
+    return (cr_loop *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  lp = (cr_loop *)lua_newuserdatauv(L, sizeof *lp, 0);
+  memset(lp, 0, sizeof *lp);
+  lp->closed = 1;  /* closed-first: __gc is harmless until initialised */
+  luaL_newmetatable(L, CR_LOOP_MT);
+  lua_pushcfunction(L, loop_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  if (uv_loop_init(&lp->uv) != 0) luaL_error(L, "corun: cannot create loop");
+  uv_timer_init(&lp->uv, &lp->timer);
+  uv_signal_init(&lp->uv, &lp->sigint);
+  uv_unref((uv_handle_t *)&lp->sigint);
+  lp->sigint.data = lp;
+  lp->closed = 0;
+  cr_list_init(&lp->ready);
+  cr_heap_init(&lp->timers);
+  lp->next_id = 1;
+  for (slot = 1; slot <= CR_LUV_N; slot++) {
+    lua_newtable(L);
+    if (slot == CR_LUV_FAILED) {  /* weak: a collected task reports itself */
+      lua_createtable(L, 0, 1);
+      lua_pushliteral(L, "v");
+      lua_setfield(L, -2, "__mode");
+      lua_setmetatable(L, -2);
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &anchor_ref[slot]);
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
+  return lp;
+}
+
+cr_loop *cr_loop_get(lua_State *L) {
+  return (cr_loop *)lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* Cancel every live task, give them a chance to clean up, then close
+** whatever still refuses to finish. */
+static void teardown(lua_State *L, cr_loop *lp) {
+  lp->stop_flag = 0;
+  cr_task_finish_all(L, lp);
+  cr_handle_drop_all(L, lp);
+  lp->main = NULL;
+}
+
+static int run_error(lua_State *L, cr_loop *lp, cr_task *main, int stopped) {
+  (void)lp;
+  if (main->status == CR_PENDING) {
+    if (stopped)
+      return luaL_error(L,
+          "corun.run: the loop was stopped before the main task finished");
+    return luaL_error(L, "corun.run: deadlock: the main task is blocked and "
+                         "nothing left can wake it");
+  }
+  return 0;
+}
+
+/* core.run(mode, fn, ...): mode is a string of words: "virtual" (virtual
+** clock), "script" (the runner: keep going after main, SIGINT handling,
+** return an exit status instead of raising). */
+static int loop_run(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  const char *mode = luaL_optstring(L, 1, "");
+  int script = strstr(mode, "script") != NULL;
+  int stopped, mainidx, status = 0;
+  cr_task *main;
+  if (lp->running || lp->current != NULL)
+    return luaL_error(L, "corun.run: cannot be called from inside a running "
+                         "loop (spawn a task or join one instead)");
+  main = cr_task_spawn(L, lp, 2, lua_gettop(L) - 2);
+  mainidx = lua_gettop(L);
+  lua_pushliteral(L, "main");
+  lua_setiuservalue(L, mainidx, CR_TUV_NAME);
+  lp->running = 1;
+  lp->stop_flag = 0;
+  lp->sigints = 0;
+  lp->main = main;
+  if (strstr(mode, "virtual") != NULL) {
+    lp->vnow = cr_loop_now(lp);
+    lp->virtual_clock = 1;
+  }
+  if (script) cr_loop_sigint(lp, 1);
+  stopped = cr_loop_run(L, lp, 0, main);
+  if (script && !stopped && main->status == CR_DONE)
+    stopped = cr_loop_run(L, lp, 0, NULL);
+  teardown(L, lp);
+  cr_loop_sigint(lp, 0);
+  lp->virtual_clock = 0;
+  lp->running = 0;
+  if (script) {
+    if (main->status == CR_FAILED) {
+      cr_task_retrieved(L, main);
+      lua_getiuservalue(L, mainidx, CR_TUV_VALUE);
+      fprintf(stderr, "corun: %s\n", luaL_tolstring(L, -1, NULL));
+      status = 1;
+    }
+    cr_task_report(L, lp);
+    if (lp->failures > 0) status = 1;
+    if (lp->sigints > 0) status = 130;
+    else if (main->status == CR_PENDING) status = 1;
+    lp->failures = 0;
+    lua_pushinteger(L, status);
+    return 1;
+  }
+  if (main->status == CR_FAILED) cr_task_retrieved(L, main);
+  cr_task_report(L, lp);
+  lp->failures = 0;
+  run_error(L, lp, main, stopped);
+  return cr_task_pushresults(L, main, mainidx);
+}
+
+static int loop_time(lua_State *L) {
+  lua_pushnumber(L, cr_loop_now(cr_loop_get(L)));
+  return 1;
+}
+
+static int loop_stop(lua_State *L) {
+  cr_loop_get(L)->stop_flag = 1;
+  return 0;
+}
+
+static int loop_running(lua_State *L) {
+  lua_pushboolean(L, cr_loop_get(L)->running);
+  return 1;
+}
+
+void cr_loop_open_lib(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"run", loop_run},
+    {"time", loop_time},
+    {"stop", loop_stop},
+    {"running", loop_running},
+    {"call_soon", loop_call_soon},
+    {"call_later", loop_call_later},
+    {"call_at", loop_call_at},
+    {NULL, NULL}
+  };
+  static const luaL_Reg hmeta[] = {
+    {"__tostring", handle_tostring},
+    {NULL, NULL}
+  };
+  static const luaL_Reg hmethods[] = {
+    {"cancel", handle_cancel},
+    {"cancelled", handle_cancelled},
+    {NULL, NULL}
+  };
+  int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
+  cr_setfuncs(L, funcs, loopidx);
+  cr_newclass(L, CR_HANDLE_MT, hmeta, hmethods, loopidx);
+}
+
+/* }================================================================= */

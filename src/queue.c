@@ -1,0 +1,387 @@
+/*
+** queue.c
+** Task-level queues: FIFO and LIFO, bounded or not, with task_done/join
+** and close. Items live in a ring (a Lua table in uservalue 1, slots
+** 1..cap) that grows by doubling.
+**
+** Invariants:
+** - Getters wait only while the queue is empty; putters only while full.
+**   So a put with a getter waiting hands the item straight to it (pushed on
+**   the getter's coroutine), and a get that frees a slot moves the first
+**   putter's item (still in its own frame, argument 2) into the queue.
+** - Waiters are woken in arrival order. A task woken with an item keeps
+**   it even if cancelled afterwards; a putter cancelled while parked still
+**   holds its item. So no item is lost or duplicated.
+*/
+
+#include <string.h>
+#include <math.h>
+
+#include "corun.h"
+
+enum { CR_FIFO, CR_LIFO };
+
+typedef struct cr_queue {
+  cr_loop *loop;
+  cr_list getters, putters, joiners;  /* parked tasks, FIFO */
+  lua_Integer maxsize;                /* 0: unbounded */
+  lua_Integer unfinished;             /* items put and not yet task_done */
+  int head, n, cap;                   /* the ring in uservalue 1 */
+  int kind;
+  int closed;
+} cr_queue;
+
+#define ITEM_ARG 2  /* where a parked putter keeps its item */
+
+static cr_queue *checkqueue(lua_State *L) {
+  return (cr_queue *)luaL_checkudata(L, 1, CR_QUEUE_MT);
+}
+
+static int isfull(cr_queue *q) {
+  return q->maxsize > 0 && q->n >= q->maxsize;
+}
+
+static cr_task *first(cr_list *waiters) {
+  return cr_container_of(cr_list_head(waiters), cr_task, w.node);
+}
+
+static int pushfail(lua_State *L, const char *why) {
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+/* {=================================================================
+** The ring
+** ================================================================== */
+
+static void grow(lua_State *L, cr_queue *q, int qidx) {
+  int i, cap = q->cap * 2;
+  lua_getiuservalue(L, qidx, 1);
+  lua_createtable(L, cap, 0);
+  for (i = 0; i < q->n; i++) {
+    lua_rawgeti(L, -2, (q->head + i) % q->cap + 1);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setiuservalue(L, qidx, 1);
+  lua_pop(L, 1);
+  q->head = 0;
+  q->cap = cap;
+}
+
+/* Append the value on top of L (popped). */
+static void store(lua_State *L, cr_queue *q, int qidx) {
+  if (q->n == q->cap) grow(L, q, qidx);
+  lua_getiuservalue(L, qidx, 1);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, (q->head + q->n) % q->cap + 1);
+  lua_pop(L, 1);
+  q->n++;
+}
+
+/* Remove the next item and push it. */
+static void take(lua_State *L, cr_queue *q, int qidx) {
+  int slot = q->kind == CR_LIFO ? (q->head + q->n - 1) % q->cap
+                                : q->head;
+  lua_getiuservalue(L, qidx, 1);
+  lua_rawgeti(L, -1, slot + 1);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, slot + 1);
+  lua_remove(L, -2);
+  if (q->kind != CR_LIFO) q->head = (q->head + 1) % q->cap;
+  q->n--;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** Putting and getting
+** ================================================================== */
+
+/* Give the value at 'vidx' to the first waiting getter. */
+static void handoff(lua_State *L, cr_queue *q, int vidx) {
+  cr_task *g = first(&q->getters);
+  lua_checkstack(g->co, 1);
+  lua_pushvalue(L, vidx);
+  lua_xmove(L, g->co, 1);
+  g->nargs++;
+  q->unfinished++;
+  cr_task_wake(g, CR_OK);
+}
+
+/* A slot is free: move the first parked putter's item into the queue. */
+static void refill(lua_State *L, cr_queue *q, int qidx) {
+  cr_task *p;
+  if (cr_list_empty(&q->putters) || isfull(q)) return;
+  p = first(&q->putters);
+  lua_pushvalue(p->co, ITEM_ARG);
+  lua_xmove(p->co, L, 1);
+  store(L, q, qidx);
+  q->unfinished++;
+  cr_task_wake(p, CR_OK);
+}
+
+/* put_nowait: 1 when the value at 'vidx' went in, else nil,why pushed. */
+static int offer(lua_State *L, cr_queue *q, int qidx, int vidx) {
+  if (q->closed) return pushfail(L, "closed");
+  if (!cr_list_empty(&q->getters)) {
+    handoff(L, q, vidx);
+    return 1;
+  }
+  if (isfull(q)) return pushfail(L, "full");
+  lua_pushvalue(L, vidx);
+  store(L, q, qidx);
+  q->unfinished++;
+  return 1;
+}
+
+int cr_queue_offer(lua_State *L, int qidx, int vidx) {
+  qidx = lua_absindex(L, qidx);
+  vidx = lua_absindex(L, vidx);
+  if (offer(L, (cr_queue *)lua_touserdata(L, qidx), qidx, vidx) == 1)
+    return 1;
+  lua_pop(L, 2);
+  return 0;
+}
+
+/* get_nowait: pushes an item and returns 1, or pushes nil,why. */
+static int poll(lua_State *L, cr_queue *q, int qidx) {
+  if (q->n > 0) {
+    take(L, q, qidx);
+    refill(L, q, qidx);
+    return 1;
+  }
+  return pushfail(L, q->closed ? "closed" : "empty");
+}
+
+static void checkitem(lua_State *L, int arg) {
+  luaL_checkany(L, arg);
+  if (lua_isnil(L, arg)) luaL_argerror(L, arg, "nil is not a valid item");
+}
+
+static double opttimeout(lua_State *L, int arg) {
+  double d;
+  if (lua_isnoneornil(L, arg)) return -1;
+  d = luaL_checknumber(L, arg);
+  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
+  return d;
+}
+
+/* offer() for the Lua API: true, or nil,why. */
+static int putnow(lua_State *L, cr_queue *q) {
+  if (offer(L, q, 1, ITEM_ARG) == 2) return 2;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Continuations: the outcome of a parked put, get, iter or join. */
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_task *t = cr_loop_get(L)->current;
+  (void)status;
+  switch (cr_task_outcome(L, t)) {
+    case CR_TIMEOUT: return pushfail(L, "timeout");
+    case CR_CLOSED:
+      if (ctx == 'i') return 0;
+      return pushfail(L, "closed");
+    default:
+      if (ctx == 'g' || ctx == 'i') return 1;  /* the item handed over */
+      lua_pushboolean(L, 1);
+      return 1;
+  }
+}
+
+static int queue_put(lua_State *L) {
+  cr_queue *q = checkqueue(L);
+  double timeout = opttimeout(L, 3);
+  cr_task *t;
+  checkitem(L, ITEM_ARG);
+  if (q->closed || !cr_list_empty(&q->getters) || !isfull(q))
+    return putnow(L, q);
+  t = cr_task_enter(L, q->loop, "put");
+  lua_settop(L, ITEM_ARG);
+  return cr_task_park(L, t, &q->putters, timeout, 'p', wait_k);
+}
+
+static int queue_get(lua_State *L) {
+  cr_queue *q = checkqueue(L);
+  double timeout = opttimeout(L, 2);
+  cr_task *t;
+  if (q->n > 0 || q->closed) return poll(L, q, 1);
+  t = cr_task_enter(L, q->loop, "get");
+  lua_settop(L, 1);
+  return cr_task_park(L, t, &q->getters, timeout, 'g', wait_k);
+}
+
+static int queue_put_nowait(lua_State *L) {
+  cr_queue *q = checkqueue(L);
+  checkitem(L, ITEM_ARG);
+  return putnow(L, q);
+}
+
+static int queue_get_nowait(lua_State *L) {
+  return poll(L, checkqueue(L), 1);
+}
+
+/* The generic-for step of q:iter(): an item, or nil once closed+drained. */
+static int queue_next(lua_State *L) {
+  cr_queue *q = checkqueue(L);
+  cr_task *t;
+  if (q->n > 0) return poll(L, q, 1);
+  if (q->closed) return 0;
+  t = cr_task_enter(L, q->loop, "iter");
+  lua_settop(L, 1);
+  return cr_task_park(L, t, &q->getters, -1, 'i', wait_k);
+}
+
+static int queue_iter(lua_State *L) {
+  checkqueue(L);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushvalue(L, 1);
+  return 2;
+}
+
+static int queue_task_done(lua_State *L) {
+  cr_queue *q = checkqueue(L);
+  if (q->unfinished <= 0)
+    return luaL_error(L, "task_done: called more times than there were "
+                         "items put");
+  if (--q->unfinished == 0)
+    while (!cr_list_empty(&q->joiners)) cr_task_wake(first(&q->joiners), CR_OK);
+  return 0;
+}
+
+static int queue_join(lua_State *L) {
+  cr_queue *q = checkqueue(L);
+  double timeout = opttimeout(L, 2);
+  cr_task *t;
+  if (q->unfinished == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  t = cr_task_enter(L, q->loop, "join");
+  lua_settop(L, 1);
+  return cr_task_park(L, t, &q->joiners, timeout, 'j', wait_k);
+}
+
+static void wakeall(cr_list *waiters, int outcome) {
+  while (!cr_list_empty(waiters)) cr_task_wake(first(waiters), outcome);
+}
+
+static int queue_close(lua_State *L) {
+  cr_queue *q = checkqueue(L);
+  q->closed = 1;
+  wakeall(&q->getters, CR_CLOSED);
+  wakeall(&q->putters, CR_CLOSED);
+  return 0;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** Introspection and construction
+** ================================================================== */
+
+static int queue_size(lua_State *L) {
+  lua_pushinteger(L, checkqueue(L)->n);
+  return 1;
+}
+
+static int queue_empty(lua_State *L) {
+  lua_pushboolean(L, checkqueue(L)->n == 0);
+  return 1;
+}
+
+static int queue_full(lua_State *L) {
+  lua_pushboolean(L, isfull(checkqueue(L)));
+  return 1;
+}
+
+static int queue_closed(lua_State *L) {
+  lua_pushboolean(L, checkqueue(L)->closed);
+  return 1;
+}
+
+static int queue_maxsize(lua_State *L) {
+  lua_pushinteger(L, checkqueue(L)->maxsize);
+  return 1;
+}
+
+static int queue_tostring(lua_State *L) {
+  cr_queue *q = checkqueue(L);
+  lua_pushfstring(L, "corun.queue (%d items%s): %p", q->n,
+                  q->closed ? ", closed" : "", (void *)q);
+  return 1;
+}
+
+static int newqueue(lua_State *L, int kind, const char *fname) {
+  lua_Integer maxsize = luaL_optinteger(L, 1, 0);
+  cr_queue *q;
+  if (maxsize < 0)
+    return luaL_error(L, "bad argument #1 to '%s' (maxsize must be >= 0)",
+                      fname);
+  q = (cr_queue *)lua_newuserdatauv(L, sizeof *q, 1);
+  memset(q, 0, sizeof *q);
+  q->loop = cr_loop_get(L);
+  q->kind = kind;
+  q->maxsize = maxsize;
+  q->cap = maxsize > 0 && maxsize < 16 ? (int)maxsize : 16;
+  cr_list_init(&q->getters);
+  cr_list_init(&q->putters);
+  cr_list_init(&q->joiners);
+  luaL_setmetatable(L, CR_QUEUE_MT);
+  lua_createtable(L, q->cap, 0);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+static int queue_new(lua_State *L) {
+  return newqueue(L, CR_FIFO, "queue");
+}
+
+static int queue_new_lifo(lua_State *L) {
+  return newqueue(L, CR_LIFO, "lifo_queue");
+}
+
+void cr_queue_open_lib(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"queue", queue_new},
+    {"lifo_queue", queue_new_lifo},
+    {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__len", queue_size},
+    {"__tostring", queue_tostring},
+    {NULL, NULL}
+  };
+  static const luaL_Reg methods[] = {
+    {"put", queue_put},
+    {"get", queue_get},
+    {"put_nowait", queue_put_nowait},
+    {"get_nowait", queue_get_nowait},
+    {"task_done", queue_task_done},
+    {"join", queue_join},
+    {"close", queue_close},
+    {"closed", queue_closed},
+    {"size", queue_size},
+    {"empty", queue_empty},
+    {"full", queue_full},
+    {"maxsize", queue_maxsize},
+    {NULL, NULL}
+  };
+  int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
+  cr_setfuncs(L, funcs, loopidx);
+  cr_newclass(L, CR_QUEUE_MT, meta, methods, loopidx);
+  /* iter needs the step function as its second upvalue */
+  luaL_getmetatable(L, CR_QUEUE_MT);
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, loopidx);
+  lua_pushvalue(L, loopidx);
+  lua_pushcclosure(L, queue_next, 1);
+  lua_pushcclosure(L, queue_iter, 2);
+  lua_setfield(L, -2, "iter");
+  lua_pop(L, 2);
+}
+
+/* }================================================================= */

@@ -1,0 +1,792 @@
+/*
+** task.c
+** Tasks: a userdata owning a coroutine, anchored in the loop while alive.
+** Parking links the task's embedded waiter into a primitive's wait list
+** (and arms its embedded timer for a timeout) and yields with a
+** continuation; waking writes the outcome and makes the task ready. Neither
+** allocates. Finishing stores the results (or the error with its
+** traceback), closes pending to-be-closed variables of a failed coroutine
+** (lua_resetthread), wakes joiners and schedules done callbacks.
+**
+** Cancellation: task:cancel() counts a request ('ncancel'). A parked task is
+** woken at once with CR_CANCELLED; any other unfinished task gets
+** 'cancel_pending', delivered by its next park. A task cancelled before its
+** first run never enters its body.
+*/
+
+#include <stdio.h>
+#include <string.h>
+#include <math.h>
+
+#include "corun.h"
+
+static cr_task *checktask(lua_State *L, int idx) {
+  return (cr_task *)luaL_checkudata(L, idx, CR_TASK_MT);
+}
+
+static void pushtask(lua_State *L, cr_task *t) {
+  cr_loop_pushanchored(L, t->loop, CR_LUV_TASKS, t->ref);
+}
+
+/* {=================================================================
+** Error objects
+** ================================================================== */
+
+/* Push a Cancelled error carrying the message at 'msgidx' (0: none). */
+int cr_pushcancelled(lua_State *L, int msgidx) {
+  if (msgidx != 0) msgidx = lua_absindex(L, msgidx);
+  lua_createtable(L, 0, 1);
+  if (msgidx != 0) {
+    lua_pushvalue(L, msgidx);
+    lua_setfield(L, -2, "msg");
+  }
+  luaL_setmetatable(L, CR_CANCELLED_MT);
+  return 1;
+}
+
+static int raisecancelled(lua_State *L, cr_task *t) {
+  t->cancel_pending = 0;
+  pushtask(L, t);
+  lua_getiuservalue(L, -1, CR_TUV_VALUE);
+  cr_pushcancelled(L, -1);
+  return lua_error(L);
+}
+
+static int cancelled_tostring(lua_State *L) {
+  if (lua_getfield(L, 1, "msg") == LUA_TNIL)
+    lua_pushliteral(L, "cancelled");
+  else
+    lua_pushfstring(L, "cancelled: %s", luaL_tolstring(L, -1, NULL));
+  return 1;
+}
+
+static int timeout_tostring(lua_State *L) {
+  lua_getfield(L, 1, "seconds");
+  lua_pushfstring(L, "timed out after %s s", luaL_tolstring(L, -1, NULL));
+  return 1;
+}
+
+/* Is the value at 'idx' a table with metatable 'mt'? */
+static int ismt(lua_State *L, int idx, const char *mt) {
+  int r = 0;
+  if (lua_type(L, idx) == LUA_TTABLE && lua_getmetatable(L, idx)) {
+    luaL_getmetatable(L, mt);
+    r = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  return r;
+}
+
+static int is_a(lua_State *L, const char *mt) {
+  lua_pushboolean(L, ismt(L, 1, mt));
+  return 1;
+}
+
+static int task_is_cancelled(lua_State *L) {
+  return is_a(L, CR_CANCELLED_MT);
+}
+
+static int task_is_task(lua_State *L) {
+  lua_pushboolean(L, luaL_testudata(L, 1, CR_TASK_MT) != NULL);
+  return 1;
+}
+
+static int task_is_timeout(lua_State *L) {
+  return is_a(L, CR_TIMEOUT_MT);
+}
+
+/* core.timeout_error(seconds): a new Timeout error object. */
+static int task_timeout_error(lua_State *L) {
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "seconds");
+  luaL_setmetatable(L, CR_TIMEOUT_MT);
+  return 1;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** Parking and waking
+** ================================================================== */
+
+/* The running task, checked to be able to suspend; raises otherwise. */
+cr_task *cr_task_enter(lua_State *L, cr_loop *lp, const char *fname) {
+  cr_task *t = lp->current;
+  if (t == NULL)
+    luaL_error(L, "%s: must be called from inside a task (start one with "
+                  "corun.run or corun.spawn)", fname);
+  if (t->co != L)
+    luaL_error(L, "%s: must be called from inside a task, not from a "
+                  "coroutine the task created", fname);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s: cannot suspend here (inside a metamethod or a C "
+                  "function that calls Lua)", fname);
+  return t;
+}
+
+/* Park the running task on 'waitlist' (may be NULL) with an optional
+** deadline (timeout < 0: none), then yield to the loop. Use as
+** 'return cr_task_park(...)'. A pending cancellation is raised instead. */
+int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
+                 lua_KContext ctx, lua_KFunction k) {
+  if (t->cancel_pending) return raisecancelled(L, t);
+  t->w.outcome = CR_OK;
+  if (timeout >= 0) {
+    t->t.kind = waitlist != NULL ? CR_TIMER_TIMEOUT : CR_TIMER_SLEEP;
+    if (cr_loop_arm(t->loop, &t->t, timeout) != 0)
+      return luaL_error(L, "not enough memory");
+  }
+  if (waitlist != NULL) cr_list_push(waitlist, &t->w.node);
+  t->yielded = 1;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+void cr_task_wake(cr_task *t, int outcome) {
+  cr_list_remove(&t->w.node);
+  cr_loop_disarm(t->loop, &t->t);
+  t->w.outcome = outcome;
+  if (outcome == CR_CANCELLED) t->cancel_pending = 0;
+  cr_loop_ready(t->loop, &t->s);
+}
+
+void cr_task_timer(cr_loop *lp, cr_timer *tm) {
+  cr_task *t = cr_container_of(tm, cr_task, t);
+  cr_list_remove(&t->w.node);
+  t->w.outcome = tm->kind == CR_TIMER_SLEEP ? CR_OK : CR_TIMEOUT;
+  cr_loop_ready(lp, &t->s);
+}
+
+/* For continuations: the outcome, raising Cancelled if that is it. */
+int cr_task_outcome(lua_State *L, cr_task *t) {
+  if (t->w.outcome == CR_CANCELLED) {
+    t->w.outcome = CR_OK;
+    return raisecancelled(L, t);
+  }
+  return t->w.outcome;
+}
+
+static int parked(cr_task *t) {
+  return cr_list_linked(&t->w.node) || t->t.slot >= 0;
+}
+
+/* Request cancellation (L may be NULL from a signal: then no message).
+** Returns 0 when the task has already finished. */
+int cr_task_cancel(lua_State *L, cr_task *t, int msgidx) {
+  if (t->status != CR_PENDING) return 0;
+  if (t->ncancel++ == 0 && L != NULL && msgidx != 0) {
+    msgidx = lua_absindex(L, msgidx);
+    pushtask(L, t);
+    lua_pushvalue(L, msgidx);
+    lua_setiuservalue(L, -2, CR_TUV_VALUE);
+    lua_pop(L, 1);
+  }
+  if (parked(t) && t->loop->current != t)
+    cr_task_wake(t, CR_CANCELLED);
+  else
+    t->cancel_pending = 1;
+  return 1;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** Spawning, running and finishing
+** ================================================================== */
+
+cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
+  cr_task *t;
+  lua_State *co;
+  luaL_checkany(L, fidx);
+  if (!lua_isfunction(L, fidx) && luaL_getmetafield(L, fidx, "__call") == 0)
+    luaL_typeerror(L, fidx, "function");
+  t = (cr_task *)lua_newuserdatauv(L, sizeof *t, CR_TUV_N);
+  memset(t, 0, sizeof *t);
+  t->s.kind = CR_SCHED_TASK;
+  cr_list_init(&t->s.node);
+  cr_list_init(&t->w.node);
+  cr_list_init(&t->joiners);
+  t->t.slot = -1;
+  t->ref = LUA_NOREF;
+  t->loop = lp;
+  t->status = CR_DONE;  /* closed-first: inert until fully built */
+  luaL_setmetatable(L, CR_TASK_MT);
+  co = lua_newthread(L);
+  lua_setiuservalue(L, -2, CR_TUV_CO);
+  if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
+  lua_pushvalue(L, fidx);
+  lua_xmove(L, co, 1);
+  for (int i = 1; i <= nargs; i++) {
+    lua_pushvalue(L, fidx + i);
+    lua_xmove(L, co, 1);
+  }
+  t->ref = cr_loop_anchor(L, lp, CR_LUV_TASKS, -1);
+  t->co = co;
+  t->nargs = nargs;
+  t->id = lp->next_id++;
+  t->status = CR_PENDING;
+  lp->ntasks++;
+  cr_loop_ready(lp, &t->s);
+  return t;
+}
+
+static void pushname(lua_State *L, cr_task *t, int tidx) {
+  if (lua_getiuservalue(L, tidx, CR_TUV_NAME) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "task-%d", (int)t->id);
+  }
+}
+
+/* Schedule the done callbacks at 'cbidx' (one, or a list) for task 'tidx'. */
+static void notify(lua_State *L, cr_loop *lp, int cbidx, int tidx) {
+  if (lua_type(L, cbidx) == LUA_TTABLE) {
+    lua_Integer i, n = luaL_len(L, cbidx);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, cbidx, i);
+      notify(L, lp, lua_gettop(L), tidx);
+      lua_pop(L, 1);
+    }
+  }
+  else if (luaL_testudata(L, cbidx, CR_QUEUE_MT) != NULL)
+    cr_queue_offer(L, cbidx, tidx);
+  else if (!lua_isnil(L, cbidx)) {
+    lua_pushvalue(L, cbidx);
+    lua_pushvalue(L, tidx);
+    cr_loop_callback(L, lp, lua_gettop(L) - 1, 1, -1);
+    lua_pop(L, 3);
+  }
+}
+
+/* The task at 'tidx' has ended with 'status'. On top of L: its value
+** (results or error object), then what replaces the coroutine in its
+** uservalue (nil, or the traceback of a non-string error). */
+static void finish(lua_State *L, cr_loop *lp, cr_task *t, int tidx,
+                   int status) {
+  lua_setiuservalue(L, tidx, CR_TUV_CO);
+  lua_setiuservalue(L, tidx, CR_TUV_VALUE);
+  t->co = NULL;
+  t->status = (unsigned char)status;
+  cr_loop_unanchor(L, lp, CR_LUV_TASKS, t->ref);
+  t->ref = LUA_NOREF;
+  lp->ntasks--;
+  if (status == CR_FAILED) {  /* unretrieved until joined or reported */
+    cr_loop_pushanchors(L, CR_LUV_FAILED);
+    lua_pushlightuserdata(L, t);
+    lua_pushvalue(L, tidx);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
+  while (!cr_list_empty(&t->joiners)) {
+    cr_list *n = cr_list_head(&t->joiners);
+    cr_task_wake(cr_container_of(n, cr_task, w.node), CR_OK);
+  }
+  lua_getiuservalue(L, tidx, CR_TUV_DONE);
+  lua_pushnil(L);
+  lua_setiuservalue(L, tidx, CR_TUV_DONE);
+  notify(L, lp, lua_gettop(L), tidx);
+  lua_pop(L, 1);
+}
+
+/* Move the 'nres' results of a finished coroutine to L as one value: nil,
+** the single result, or a list of them. */
+static void pushresults(lua_State *L, cr_task *t, int nres) {
+  t->nres = nres;
+  if (nres == 0)
+    lua_pushnil(L);
+  else if (nres == 1)
+    lua_xmove(t->co, L, 1);
+  else {
+    int i;
+    lua_createtable(L, nres, 0);
+    for (i = nres; i >= 1; i--) {
+      lua_xmove(t->co, L, 1);
+      lua_rawseti(L, -2, i);
+    }
+  }
+}
+
+/* The coroutine of 't' ended with an error (on top of co): decide failed
+** or cancelled, keep the traceback, close its pending <close> variables.
+** Pushes what finish() expects and returns the final status. A __close
+** handler that fails replaces the error, as in Lua. */
+static int failure(lua_State *L, cr_task *t) {
+  lua_State *co = t->co;
+  int status = CR_FAILED, err;
+  lua_xmove(co, L, 1);
+  err = lua_gettop(L);
+  lua_pushvalue(L, err);  /* the original, to spot a new error */
+  if (ismt(L, err, CR_CANCELLED_MT)) {
+    status = CR_CANCELLED_ST;
+    lua_pushnil(L);
+  }
+  else if (lua_type(L, err) == LUA_TSTRING) {
+    luaL_traceback(L, co, lua_tostring(L, err), 0);
+    lua_replace(L, err);
+    lua_pushnil(L);
+  }
+  else
+    luaL_traceback(L, co, NULL, 0);
+  if (lua_resetthread(co) != LUA_OK && lua_gettop(co) > 0) {
+    lua_xmove(co, L, 1);
+    if (!lua_rawequal(L, -1, err + 1)) {  /* a __close handler failed */
+      lua_replace(L, err);
+      status = CR_FAILED;
+    }
+    else
+      lua_pop(L, 1);
+  }
+  lua_remove(L, err + 1);
+  return status;
+}
+
+void cr_task_dispatch(lua_State *L, cr_loop *lp, cr_task *t) {
+  int status, nres, tidx;
+  if (!t->started) {
+    if (t->cancel_pending) {  /* cancelled before it ever ran */
+      pushtask(L, t);
+      tidx = lua_gettop(L);
+      lua_getiuservalue(L, tidx, CR_TUV_VALUE);
+      cr_pushcancelled(L, -1);
+      lua_remove(L, -2);
+      lua_pushnil(L);
+      finish(L, lp, t, tidx, CR_CANCELLED_ST);
+      lua_settop(L, tidx - 1);
+      return;
+    }
+    t->started = 1;
+  }
+  lp->current = t;
+  t->yielded = 0;
+  status = lua_resume(t->co, L, t->nargs, &nres);
+  lp->current = NULL;
+  t->nargs = 0;
+  if (status == LUA_YIELD) {
+    if (!t->yielded) {  /* a bare coroutine.yield(): just a turn */
+      lua_pop(t->co, nres);
+      cr_loop_ready(lp, &t->s);
+    }
+    return;
+  }
+  pushtask(L, t);
+  tidx = lua_gettop(L);
+  if (status == LUA_OK) {
+    pushresults(L, t, nres);
+    lua_pushnil(L);
+    finish(L, lp, t, tidx, CR_DONE);
+  }
+  else
+    finish(L, lp, t, tidx, failure(L, t));
+  lua_settop(L, tidx - 1);
+}
+
+/* }================================================================= */
+
+/* {=================================================================
+** Results, reporting, teardown
+** ================================================================== */
+
+/* The error of failed task 't' has been seen: no report for it. */
+void cr_task_retrieved(lua_State *L, cr_task *t) {
+  if (t->retrieved) return;
+  t->retrieved = 1;
+  cr_loop_pushanchors(L, CR_LUV_FAILED);
+  lua_pushlightuserdata(L, t);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Push the results of finished task 't' (userdata at 'tidx'), or raise its
+** error (which then counts as retrieved). */
+int cr_task_pushresults(lua_State *L, cr_task *t, int tidx) {
+  int i;
+  tidx = lua_absindex(L, tidx);
+  switch (t->status) {
+    case CR_PENDING:
+      return luaL_error(L, "result: the task has not finished");
+    case CR_DONE:
+      lua_getiuservalue(L, tidx, CR_TUV_VALUE);
+      if (t->nres <= 1) return t->nres;
+      luaL_checkstack(L, t->nres, "too many results");
+      for (i = 1; i <= t->nres; i++) lua_rawgeti(L, -i, i);
+      return t->nres;
+    case CR_FAILED:
+      cr_task_retrieved(L, t);
+      /* FALLTHROUGH */
+    default:
+      lua_getiuservalue(L, tidx, CR_TUV_VALUE);
+      return lua_error(L);
+  }
+}
+
+/* Print the failure of 't' (userdata at 'tidx') to stderr, once. */
+static void report(lua_State *L, cr_task *t, int tidx) {
+  int top = lua_gettop(L);
+  if (t->retrieved) return;
+  pushname(L, t, tidx);
+  lua_getiuservalue(L, tidx, CR_TUV_VALUE);
+  luaL_tolstring(L, -1, NULL);
+  fprintf(stderr, "corun: task '%s' failed: %s\n", lua_tostring(L, top + 1),
+          lua_tostring(L, -1));
+  if (lua_getiuservalue(L, tidx, CR_TUV_CO) == LUA_TSTRING)
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+  fflush(stderr);
+  lua_settop(L, top);
+  cr_task_retrieved(L, t);
+  t->loop->failures++;
+}
+
+/* Report every failed task whose error nobody retrieved. */
+void cr_task_report(lua_State *L, cr_loop *lp) {
+  int tab;
+  (void)lp;
+  cr_loop_pushanchors(L, CR_LUV_FAILED);
+  tab = lua_gettop(L);
+  for (;;) {
+    lua_pushnil(L);
+    if (lua_next(L, tab) == 0) break;
+    report(L, (cr_task *)lua_touserdata(L, -1), lua_gettop(L));
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+}
+
+static int task_gc(lua_State *L) {
+  cr_task *t = (cr_task *)lua_touserdata(L, 1);
+  if (t->status == CR_FAILED) report(L, t, 1);
+  return 0;
+}
+
+static int byid(const void *a, const void *b) {
+  unsigned x = (*(cr_task *const *)a)->id, y = (*(cr_task *const *)b)->id;
+  return (x > y) - (x < y);
+}
+
+/* Push a list of the live tasks, ordered by id; returns its length. */
+static int pushlive(lua_State *L, cr_loop *lp) {
+  int i, n = 0, cap = lp->ntasks;
+  cr_task **v = (cr_task **)lua_newuserdatauv(L, (cap + 1) * sizeof *v, 0);
+  cr_loop_pushanchors(L, CR_LUV_TASKS);
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    cr_task *t = (cr_task *)luaL_testudata(L, -1, CR_TASK_MT);
+    if (t != NULL && n < cap) v[n++] = t;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  qsort(v, n, sizeof *v, byid);
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    pushtask(L, v[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_remove(L, -2);
+  return n;
+}
+
+/* Cancel every live task and run the loop so their cleanup runs; then
+** close any that is still blocked (it caught Cancelled and waits forever,
+** or the loop was stopped again). */
+void cr_task_finish_all(lua_State *L, cr_loop *lp) {
+  int i, n, list;
+  if (lp->ntasks == 0) return;
+  n = pushlive(L, lp);
+  list = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    cr_task_cancel(L, (cr_task *)lua_touserdata(L, -1), 0);
+    lua_pop(L, 1);
+  }
+  cr_handle_drop_all(L, lp);
+  cr_loop_run(L, lp, 0, NULL);
+  lua_pop(L, 1);
+  if (lp->ntasks == 0) return;
+  n = pushlive(L, lp);
+  list = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    cr_task *t;
+    lua_rawgeti(L, list, i);
+    t = (cr_task *)lua_touserdata(L, -1);
+    cr_list_remove(&t->s.node);
+    cr_list_remove(&t->w.node);
+    cr_loop_disarm(lp, &t->t);
+    if (t->started) lua_resetthread(t->co);
+    cr_pushcancelled(L, 0);
+    lua_pushnil(L);
+    finish(L, lp, t, lua_gettop(L) - 2, CR_CANCELLED_ST);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** The Lua-facing functions
+** ================================================================== */
+
+static int task_spawn(lua_State *L) {
+  cr_task_spawn(L, cr_loop_get(L), 1, lua_gettop(L) - 1);
+  return 1;
+}
+
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_task *t = cr_loop_get(L)->current;
+  (void)status; (void)ctx;
+  if (t->cancel_pending) return raisecancelled(L, t);
+  cr_task_outcome(L, t);
+  return 0;
+}
+
+static int task_sleep(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  double sec = luaL_checknumber(L, 1);
+  cr_task *t;
+  luaL_argcheck(L, sec >= 0 && !isnan(sec), 1, "must be a number >= 0");
+  t = cr_task_enter(L, lp, "sleep");
+  if (sec > 0) return cr_task_park(L, t, NULL, sec, 0, sleep_k);
+  if (t->cancel_pending) return raisecancelled(L, t);
+  cr_loop_ready(lp, &t->s);
+  return cr_task_park(L, t, NULL, -1, 0, sleep_k);
+}
+
+static int task_current(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  if (lp->current == NULL || lp->current->co != L)
+    lua_pushnil(L);
+  else
+    pushtask(L, lp->current);
+  return 1;
+}
+
+static double opttimeout(lua_State *L, int arg) {
+  double d;
+  if (lua_isnoneornil(L, arg)) return -1;
+  d = luaL_checknumber(L, arg);
+  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
+  return d;
+}
+
+static int join_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_task *me = cr_loop_get(L)->current;
+  (void)status; (void)ctx;
+  if (me->cancel_pending) return raisecancelled(L, me);
+  if (cr_task_outcome(L, me) == CR_TIMEOUT) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  return cr_task_pushresults(L, checktask(L, 1), 1);
+}
+
+static int task_join(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  cr_task *t = checktask(L, 1), *me;
+  double timeout = opttimeout(L, 2);
+  if (t->status != CR_PENDING) return cr_task_pushresults(L, t, 1);
+  me = cr_task_enter(L, lp, "join");
+  if (me == t) return luaL_error(L, "join: a task cannot join itself");
+  lua_settop(L, 1);
+  return cr_task_park(L, me, &t->joiners, timeout, 0, join_k);
+}
+
+static int task_result(lua_State *L) {
+  return cr_task_pushresults(L, checktask(L, 1), 1);
+}
+
+static const char *const statusnames[] = {
+  "pending", "done", "failed", "cancelled"
+};
+
+static int task_status(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  if (t->status == CR_PENDING && t->loop->current == t)
+    lua_pushliteral(L, "running");
+  else
+    lua_pushstring(L, statusnames[t->status]);
+  return 1;
+}
+
+static int task_done(lua_State *L) {
+  lua_pushboolean(L, checktask(L, 1)->status != CR_PENDING);
+  return 1;
+}
+
+static int task_cancel(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  lua_pushboolean(L, cr_task_cancel(L, t, lua_isnoneornil(L, 2) ? 0 : 2));
+  return 1;
+}
+
+/* core.uncancel(task): withdraw one cancel request (corun.timeout uses it
+** when the request was its own); returns how many remain. */
+static int task_uncancel(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  if (t->ncancel > 0 && --t->ncancel == 0) t->cancel_pending = 0;
+  lua_pushinteger(L, t->ncancel);
+  return 1;
+}
+
+/* Add a done callback (function or queue) to task 1. */
+static int adddone(lua_State *L, cr_task *t) {
+  cr_loop *lp = cr_loop_get(L);
+  lua_settop(L, 2);
+  if (t->status != CR_PENDING) {
+    notify(L, lp, 2, 1);
+    return 0;
+  }
+  switch (lua_getiuservalue(L, 1, CR_TUV_DONE)) {
+    case LUA_TNIL:
+      lua_pushvalue(L, 2);
+      break;
+    case LUA_TTABLE:
+      lua_pushvalue(L, 2);
+      lua_rawseti(L, 3, luaL_len(L, 3) + 1);
+      return 0;
+    default:
+      lua_createtable(L, 2, 0);
+      lua_insert(L, 3);
+      lua_rawseti(L, 3, 1);
+      lua_pushvalue(L, 2);
+      lua_rawseti(L, 3, 2);
+  }
+  lua_setiuservalue(L, 1, CR_TUV_DONE);
+  return 0;
+}
+
+static int task_on_done(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  luaL_checkany(L, 2);
+  if (!lua_isfunction(L, 2) && luaL_getmetafield(L, 2, "__call") == 0)
+    luaL_typeerror(L, 2, "function");
+  return adddone(L, t);
+}
+
+/* core.notify(task, queue): put the task in the queue when it finishes. */
+static int task_notify(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  luaL_checkudata(L, 2, CR_QUEUE_MT);
+  return adddone(L, t);
+}
+
+static int task_index(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  const char *k = lua_tostring(L, 2);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
+  if (k != NULL && strcmp(k, "name") == 0) {
+    pushname(L, t, 1);
+    return 1;
+  }
+  if (k != NULL && strcmp(k, "id") == 0) {
+    lua_pushinteger(L, t->id);
+    return 1;
+  }
+  return 0;
+}
+
+static int task_newindex(lua_State *L) {
+  checktask(L, 1);
+  luaL_argcheck(L, lua_type(L, 2) == LUA_TSTRING &&
+                   strcmp(lua_tostring(L, 2), "name") == 0, 2,
+                "only 'name' can be set on a task");
+  luaL_argcheck(L, lua_type(L, 3) == LUA_TSTRING, 3, "name must be a string");
+  lua_settop(L, 3);
+  lua_setiuservalue(L, 1, CR_TUV_NAME);
+  return 0;
+}
+
+static int task_tostring(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  pushname(L, t, 1);
+  task_status(L);
+  lua_pushfstring(L, "corun.task '%s' (%s)", lua_tostring(L, -2),
+                  lua_tostring(L, -1));
+  return 1;
+}
+
+static int task_tasks(lua_State *L) {
+  pushlive(L, cr_loop_get(L));
+  return 1;
+}
+
+/* core.dump_string(): each live task, its status and where it waits. */
+static int task_dump_string(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  luaL_Buffer b;
+  int i, n = pushlive(L, lp), list = lua_gettop(L);
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    cr_task *t;
+    lua_rawgeti(L, list, i);
+    t = (cr_task *)lua_touserdata(L, -1);
+    lua_pushcfunction(L, task_tostring);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    luaL_addvalue(&b);
+    luaL_addchar(&b, '\n');
+    if (!t->started)
+      luaL_addstring(&b, "  (not started)\n");
+    else if (t->co != NULL) {
+      luaL_traceback(L, t->co == L ? L : t->co, NULL, 0);
+      luaL_addvalue(&b);
+      luaL_addchar(&b, '\n');
+    }
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+void cr_task_open_lib(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"spawn", task_spawn},
+    {"sleep", task_sleep},
+    {"current", task_current},
+    {"tasks", task_tasks},
+    {"dump_string", task_dump_string},
+    {"uncancel", task_uncancel},
+    {"notify", task_notify},
+    {"is_cancelled", task_is_cancelled},
+    {"is_timeout", task_is_timeout},
+    {"is_task", task_is_task},
+    {"timeout_error", task_timeout_error},
+    {NULL, NULL}
+  };
+  static const luaL_Reg methods[] = {
+    {"join", task_join},
+    {"result", task_result},
+    {"status", task_status},
+    {"done", task_done},
+    {"cancel", task_cancel},
+    {"on_done", task_on_done},
+    {NULL, NULL}
+  };
+  int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
+  cr_setfuncs(L, funcs, loopidx);
+  luaL_newmetatable(L, CR_TASK_MT);
+  lua_pushvalue(L, loopidx);
+  lua_newtable(L);
+  cr_setfuncs(L, methods, loopidx);
+  lua_pushcclosure(L, task_index, 2);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, task_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, task_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, task_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, CR_CANCELLED_MT);
+  lua_pushcfunction(L, cancelled_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, CR_TIMEOUT_MT);
+  lua_pushcfunction(L, timeout_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+/* }================================================================= */
