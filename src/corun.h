@@ -41,16 +41,13 @@ enum { CR_OK, CR_TIMEOUT, CR_CANCELLED, CR_CLOSED };
 /* Task statuses ("running" is derived: loop->current == task). */
 enum { CR_PENDING, CR_DONE, CR_FAILED, CR_CANCELLED_ST };
 
-/* Timer owners. */
-enum { CR_TIMER_SLEEP, CR_TIMER_TIMEOUT, CR_TIMER_CALLBACK };
-
 /* Uservalue slots of a task. */
 enum {
   CR_TUV_CO = 1,      /* the coroutine; the traceback string once failed */
   CR_TUV_VALUE,       /* cancel message while alive; results or error after */
-  CR_TUV_NAME,        /* name string, nil for the default "task-N" */
-  CR_TUV_DONE,        /* done callback (function or queue) or a list of them */
-  CR_TUV_N = CR_TUV_DONE
+  CR_TUV_AUX,         /* nil, the name (string), one done callback, or a
+                         table {name =, [i] = done callback} */
+  CR_TUV_N = CR_TUV_AUX
 };
 
 /* Uservalue slots of the loop. */
@@ -59,42 +56,43 @@ enum { CR_LUV_TASKS = 1, CR_LUV_HANDLES, CR_LUV_FAILED,
 
 typedef struct cr_loop cr_loop;
 
-typedef struct cr_sched {
-  cr_list node;               /* in the ready queue */
-  int kind;                   /* CR_SCHED_* */
-} cr_sched;
+/* The common head of what the ready queue and the timer heap hold: tasks
+** and callback handles. Both structs start with these fields, so either can
+** be reached from its node or its timer through a cr_entry. */
+#define CR_ENTRY_HEAD \
+  cr_list node;               /* in the ready queue */ \
+  cr_timer timer;             /* in the timer heap while armed */ \
+  unsigned char kind          /* CR_SCHED_* */
 
-typedef struct cr_waiter {
-  cr_list node;               /* in a primitive's wait list */
-  int outcome;                /* CR_OK, CR_TIMEOUT, ... */
-} cr_waiter;
+typedef struct cr_entry {
+  CR_ENTRY_HEAD;
+} cr_entry;
 
+/* A task: kept small, since a sleeping task costs this plus a coroutine. */
 typedef struct cr_task {
-  cr_sched s;                 /* ready-queue node */
-  cr_waiter w;                /* parked node */
-  cr_timer t;                 /* sleep or wait deadline */
+  CR_ENTRY_HEAD;
+  unsigned char status;       /* CR_PENDING, CR_DONE, ... */
+  unsigned char outcome;      /* what the last wake-up brought (CR_OK, ...) */
+  unsigned char started;      /* the body has been entered */
+  unsigned char yielded;      /* the last yield came from a corun park */
+  unsigned char cancel_pending; /* Cancelled still to be delivered */
+  unsigned char retrieved;    /* its error was re-raised or reported */
+  cr_list wnode;              /* in a primitive's wait list while parked */
+  cr_list joiners;            /* tasks parked in join on this one */
   lua_State *co;              /* the coroutine, owned via uservalue CR_TUV_CO */
   cr_loop *loop;
-  cr_list joiners;            /* tasks parked in join on this one */
   int ref;                    /* anchor in the loop's task table, or LUA_NOREF */
   int nargs;                  /* values pushed on co for the next resume */
   int nres;                   /* number of results once done */
   int ncancel;                /* cancel requests not yet withdrawn */
   unsigned id;
-  unsigned char status;       /* CR_PENDING, CR_DONE, ... */
-  unsigned char started;      /* the body has been entered */
-  unsigned char yielded;      /* the last yield came from a corun park */
-  unsigned char cancel_pending; /* Cancelled still to be delivered */
-  unsigned char retrieved;    /* its error was re-raised or reported */
-  unsigned char isqueue_done; /* CR_TUV_DONE holds a single queue */
 } cr_task;
 
 typedef struct cr_handle {
-  cr_sched s;                 /* ready-queue node */
-  cr_timer t;                 /* for call_later / call_at */
-  cr_loop *loop;
+  CR_ENTRY_HEAD;
   int ref;                    /* anchor while scheduled, or LUA_NOREF */
   int nargs;                  /* uservalue 1 is fn, 2..nargs+1 the args */
+  cr_loop *loop;
 } cr_handle;
 
 struct cr_loop {
@@ -105,7 +103,7 @@ struct cr_loop {
   cr_heap timers;             /* owned: min-heap of armed timers */
   cr_task *current;           /* the task being resumed, or NULL */
   cr_task *main;              /* the main task of the current run */
-  unsigned long long seq;     /* timer arm counter */
+  unsigned seq;               /* timer arm counter */
   double vnow;                /* virtual clock time */
   unsigned next_id;
   int ntasks;                 /* live tasks */
@@ -122,7 +120,7 @@ struct cr_loop {
 cr_loop *cr_loop_get(lua_State *L);   /* the loop of upvalue 1 */
 cr_loop *cr_loop_open(lua_State *L);  /* pushes this state's loop */
 double cr_loop_now(cr_loop *lp);
-void cr_loop_ready(cr_loop *lp, cr_sched *s);
+void cr_loop_ready(cr_loop *lp, cr_entry *e);
 int cr_loop_arm(cr_loop *lp, cr_timer *t, double delay);
 void cr_loop_disarm(cr_loop *lp, cr_timer *t);
 int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until);
@@ -142,17 +140,18 @@ int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
 void cr_task_wake(cr_task *t, int outcome);
 int cr_task_outcome(lua_State *L, cr_task *t);
 void cr_task_dispatch(lua_State *L, cr_loop *lp, cr_task *t);
-void cr_task_timer(cr_loop *lp, cr_timer *tm);
+void cr_task_timer(cr_loop *lp, cr_task *t);
 cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs);
 int cr_task_cancel(lua_State *L, cr_task *t, int msgidx);
 void cr_task_report(lua_State *L, cr_loop *lp);
 void cr_task_finish_all(lua_State *L, cr_loop *lp);
 void cr_task_retrieved(lua_State *L, cr_task *t);
+void cr_task_setname(lua_State *L, int tidx);
 int cr_task_pushresults(lua_State *L, cr_task *t, int idx);
 int cr_pushcancelled(lua_State *L, int msgidx);
 void cr_task_open_lib(lua_State *L);
 void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h);
-void cr_handle_timer(cr_loop *lp, cr_timer *tm);
+void cr_handle_timer(cr_loop *lp, cr_handle *h);
 void cr_handle_drop_all(lua_State *L, cr_loop *lp);
 
 /* queue.c */

@@ -13,9 +13,8 @@
 
 typedef struct cr_timer {
   double deadline;            /* loop time at which it fires */
-  unsigned long long seq;     /* arm order: FIFO among equal deadlines */
+  unsigned seq;               /* arm order: FIFO among equal deadlines */
   int slot;                   /* index in the heap, -1 when not armed */
-  int kind;                   /* what owns it (CR_TIMER_*) */
 } cr_timer;
 
 typedef struct cr_heap {
@@ -35,7 +34,7 @@ static inline void cr_heap_free(cr_heap *h) {
 
 static inline int cr_timer_less(const cr_timer *a, const cr_timer *b) {
   if (a->deadline != b->deadline) return a->deadline < b->deadline;
-  return a->seq < b->seq;
+  return (int)(a->seq - b->seq) < 0;  /* wrap-safe */
 }
 
 static inline void cr_heap_set(cr_heap *h, int i, cr_timer *t) {

@@ -31,13 +31,17 @@ double cr_loop_now(cr_loop *lp) {
   return (double)uv_hrtime() / 1e9;
 }
 
-void cr_loop_ready(cr_loop *lp, cr_sched *s) {
-  cr_list_push(&lp->ready, &s->node);
+void cr_loop_ready(cr_loop *lp, cr_entry *e) {
+  cr_list_push(&lp->ready, &e->node);
 }
 
 /* Arm 'tm' to fire 'delay' seconds from now. Returns 0, or -1 on ENOMEM. */
 int cr_loop_arm(cr_loop *lp, cr_timer *tm, double delay) {
-  tm->deadline = cr_loop_now(lp) + (delay > 0 ? delay : 0);
+  double now = cr_loop_now(lp);
+  if (delay < 0) delay = 0;
+  tm->deadline = now + delay;
+  while (tm->deadline - now < delay)  /* so that time() - t0 >= delay */
+    tm->deadline = nextafter(tm->deadline, INFINITY);
   tm->seq = lp->seq++;
   return cr_heap_insert(&lp->timers, tm);
 }
@@ -50,11 +54,12 @@ void cr_loop_disarm(cr_loop *lp, cr_timer *tm) {
 static void expire(cr_loop *lp, double now) {
   cr_timer *tm;
   while ((tm = cr_heap_min(&lp->timers)) != NULL && tm->deadline <= now) {
+    cr_entry *e = cr_container_of(tm, cr_entry, timer);
     cr_heap_remove(&lp->timers, tm);
-    if (tm->kind == CR_TIMER_CALLBACK)
-      cr_handle_timer(lp, tm);
+    if (e->kind == CR_SCHED_CALLBACK)
+      cr_handle_timer(lp, (cr_handle *)e);
     else
-      cr_task_timer(lp, tm);
+      cr_task_timer(lp, (cr_task *)e);
   }
 }
 
@@ -109,11 +114,11 @@ void cr_loop_pushanchored(lua_State *L, cr_loop *lp, int slot, int ref) {
 ** ================================================================== */
 
 static void dispatch(lua_State *L, cr_loop *lp, cr_list *n) {
-  cr_sched *s = cr_container_of(n, cr_sched, node);
-  if (s->kind == CR_SCHED_TASK)
-    cr_task_dispatch(L, lp, cr_container_of(s, cr_task, s));
+  cr_entry *e = cr_container_of(n, cr_entry, node);
+  if (e->kind == CR_SCHED_TASK)
+    cr_task_dispatch(L, lp, (cr_task *)e);
   else
-    cr_handle_dispatch(L, lp, cr_container_of(s, cr_handle, s));
+    cr_handle_dispatch(L, lp, (cr_handle *)e);
 }
 
 /* Nothing is ready: wait for a timer or I/O. Returns 0 when nothing can
@@ -211,9 +216,8 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-void cr_handle_timer(cr_loop *lp, cr_timer *tm) {
-  cr_handle *h = cr_container_of(tm, cr_handle, t);
-  cr_loop_ready(lp, &h->s);
+void cr_handle_timer(cr_loop *lp, cr_handle *h) {
+  cr_loop_ready(lp, (cr_entry *)h);
 }
 
 /* Run a due callback: unanchor it, then call it protected. An error is
@@ -242,10 +246,9 @@ int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
   int i;
   fidx = lua_absindex(L, fidx);
   h = (cr_handle *)lua_newuserdatauv(L, sizeof *h, nargs + 1);
-  h->s.kind = CR_SCHED_CALLBACK;
-  cr_list_init(&h->s.node);
-  h->t.slot = -1;
-  h->t.kind = CR_TIMER_CALLBACK;
+  h->kind = CR_SCHED_CALLBACK;
+  cr_list_init(&h->node);
+  h->timer.slot = -1;
   h->loop = lp;
   h->ref = LUA_NOREF;
   h->nargs = nargs;
@@ -254,10 +257,10 @@ int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
     lua_pushvalue(L, fidx + i);
     lua_setiuservalue(L, -2, i + 1);
   }
-  if (delay >= 0 && cr_loop_arm(lp, &h->t, delay) != 0)
+  if (delay >= 0 && cr_loop_arm(lp, &h->timer, delay) != 0)
     return luaL_error(L, "not enough memory");
   h->ref = cr_loop_anchor(L, lp, CR_LUV_HANDLES, -1);
-  if (delay < 0) cr_loop_ready(lp, &h->s);
+  if (delay < 0) cr_loop_ready(lp, (cr_entry *)h);
   return 1;
 }
 
@@ -293,8 +296,8 @@ static int loop_call_at(lua_State *L) {
 
 static int cancelhandle(lua_State *L, cr_handle *h) {
   if (h->ref == LUA_NOREF) return 0;
-  cr_list_remove(&h->s.node);
-  cr_loop_disarm(h->loop, &h->t);
+  cr_list_remove(&h->node);
+  cr_loop_disarm(h->loop, &h->timer);
   cr_loop_unanchor(L, h->loop, CR_LUV_HANDLES, h->ref);
   h->ref = LUA_NOREF;
   h->nargs = -1;  /* marks "cancelled" */
@@ -327,8 +330,8 @@ void cr_handle_drop_all(lua_State *L, cr_loop *lp) {
     cr_handle *h = (cr_handle *)luaL_testudata(L, -1, CR_HANDLE_MT);
     lua_pop(L, 1);
     if (h != NULL && h->ref != LUA_NOREF) {
-      cr_list_remove(&h->s.node);
-      cr_loop_disarm(lp, &h->t);
+      cr_list_remove(&h->node);
+      cr_loop_disarm(lp, &h->timer);
       h->ref = LUA_NOREF;
       h->nargs = -1;
     }
@@ -412,16 +415,17 @@ static void teardown(lua_State *L, cr_loop *lp) {
   lp->main = NULL;
 }
 
-static int run_error(lua_State *L, cr_loop *lp, cr_task *main, int stopped) {
-  (void)lp;
-  if (main->status == CR_PENDING) {
-    if (stopped)
-      return luaL_error(L,
-          "corun.run: the loop was stopped before the main task finished");
-    return luaL_error(L, "corun.run: deadlock: the main task is blocked and "
-                         "nothing left can wake it");
-  }
-  return 0;
+/* Why the main task did not finish ('unfinished' is CR_PENDING when it
+** did not), as corun.run raises it. */
+static int run_error(lua_State *L, int unfinished, int stopped) {
+  if (unfinished != CR_PENDING) return 0;
+  if (stopped)
+    lua_pushliteral(L,
+        "corun.run: the loop was stopped before the main task finished");
+  else
+    lua_pushliteral(L, "corun.run: deadlock: the main task is blocked and "
+                       "nothing left can wake it");
+  return lua_error(L);
 }
 
 /* core.run(mode, fn, ...): mode is a string of words: "virtual" (virtual
@@ -431,7 +435,7 @@ static int loop_run(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
   const char *mode = luaL_optstring(L, 1, "");
   int script = strstr(mode, "script") != NULL;
-  int stopped, mainidx, status = 0;
+  int stopped, mainidx, status = 0, unfinished;
   cr_task *main;
   if (lp->running || lp->current != NULL)
     return luaL_error(L, "corun.run: cannot be called from inside a running "
@@ -439,19 +443,20 @@ static int loop_run(lua_State *L) {
   main = cr_task_spawn(L, lp, 2, lua_gettop(L) - 2);
   mainidx = lua_gettop(L);
   lua_pushliteral(L, "main");
-  lua_setiuservalue(L, mainidx, CR_TUV_NAME);
+  cr_task_setname(L, mainidx);
   lp->running = 1;
   lp->stop_flag = 0;
   lp->sigints = 0;
   lp->main = main;
   if (strstr(mode, "virtual") != NULL) {
-    lp->vnow = cr_loop_now(lp);
+    lp->vnow = 0;
     lp->virtual_clock = 1;
   }
   if (script) cr_loop_sigint(lp, 1);
   stopped = cr_loop_run(L, lp, 0, main);
   if (script && !stopped && main->status == CR_DONE)
     stopped = cr_loop_run(L, lp, 0, NULL);
+  unfinished = main->status;
   teardown(L, lp);
   cr_loop_sigint(lp, 0);
   lp->virtual_clock = 0;
@@ -466,7 +471,7 @@ static int loop_run(lua_State *L) {
     cr_task_report(L, lp);
     if (lp->failures > 0) status = 1;
     if (lp->sigints > 0) status = 130;
-    else if (main->status == CR_PENDING) status = 1;
+    else if (unfinished == CR_PENDING) status = 1;
     lp->failures = 0;
     lua_pushinteger(L, status);
     return 1;
@@ -474,7 +479,7 @@ static int loop_run(lua_State *L) {
   if (main->status == CR_FAILED) cr_task_retrieved(L, main);
   cr_task_report(L, lp);
   lp->failures = 0;
-  run_error(L, lp, main, stopped);
+  run_error(L, unfinished, stopped);
   return cr_task_pushresults(L, main, mainidx);
 }
 

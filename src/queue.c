@@ -42,7 +42,7 @@ static int isfull(cr_queue *q) {
 }
 
 static cr_task *first(cr_list *waiters) {
-  return cr_container_of(cr_list_head(waiters), cr_task, w.node);
+  return cr_container_of(cr_list_head(waiters), cr_task, wnode);
 }
 
 static int pushfail(lua_State *L, const char *why) {

@@ -132,43 +132,40 @@ cr_task *cr_task_enter(lua_State *L, cr_loop *lp, const char *fname) {
 int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
                  lua_KContext ctx, lua_KFunction k) {
   if (t->cancel_pending) return raisecancelled(L, t);
-  t->w.outcome = CR_OK;
-  if (timeout >= 0) {
-    t->t.kind = waitlist != NULL ? CR_TIMER_TIMEOUT : CR_TIMER_SLEEP;
-    if (cr_loop_arm(t->loop, &t->t, timeout) != 0)
-      return luaL_error(L, "not enough memory");
-  }
-  if (waitlist != NULL) cr_list_push(waitlist, &t->w.node);
+  t->outcome = CR_OK;
+  if (timeout >= 0 && cr_loop_arm(t->loop, &t->timer, timeout) != 0)
+    return luaL_error(L, "not enough memory");
+  if (waitlist != NULL) cr_list_push(waitlist, &t->wnode);
   t->yielded = 1;
   return lua_yieldk(L, 0, ctx, k);
 }
 
 void cr_task_wake(cr_task *t, int outcome) {
-  cr_list_remove(&t->w.node);
-  cr_loop_disarm(t->loop, &t->t);
-  t->w.outcome = outcome;
+  cr_list_remove(&t->wnode);
+  cr_loop_disarm(t->loop, &t->timer);
+  t->outcome = (unsigned char)outcome;
   if (outcome == CR_CANCELLED) t->cancel_pending = 0;
-  cr_loop_ready(t->loop, &t->s);
+  cr_loop_ready(t->loop, (cr_entry *)t);
 }
 
-void cr_task_timer(cr_loop *lp, cr_timer *tm) {
-  cr_task *t = cr_container_of(tm, cr_task, t);
-  cr_list_remove(&t->w.node);
-  t->w.outcome = tm->kind == CR_TIMER_SLEEP ? CR_OK : CR_TIMEOUT;
-  cr_loop_ready(lp, &t->s);
+/* The deadline of a parked task passed: a sleep is over, a wait timed out. */
+void cr_task_timer(cr_loop *lp, cr_task *t) {
+  t->outcome = cr_list_linked(&t->wnode) ? CR_TIMEOUT : CR_OK;
+  cr_list_remove(&t->wnode);
+  cr_loop_ready(lp, (cr_entry *)t);
 }
 
 /* For continuations: the outcome, raising Cancelled if that is it. */
 int cr_task_outcome(lua_State *L, cr_task *t) {
-  if (t->w.outcome == CR_CANCELLED) {
-    t->w.outcome = CR_OK;
+  if (t->outcome == CR_CANCELLED) {
+    t->outcome = CR_OK;
     return raisecancelled(L, t);
   }
-  return t->w.outcome;
+  return t->outcome;
 }
 
 static int parked(cr_task *t) {
-  return cr_list_linked(&t->w.node) || t->t.slot >= 0;
+  return cr_list_linked(&t->wnode) || t->timer.slot >= 0;
 }
 
 /* Request cancellation (L may be NULL from a signal: then no message).
@@ -204,11 +201,11 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
     luaL_typeerror(L, fidx, "function");
   t = (cr_task *)lua_newuserdatauv(L, sizeof *t, CR_TUV_N);
   memset(t, 0, sizeof *t);
-  t->s.kind = CR_SCHED_TASK;
-  cr_list_init(&t->s.node);
-  cr_list_init(&t->w.node);
+  t->kind = CR_SCHED_TASK;
+  cr_list_init(&t->node);
+  cr_list_init(&t->wnode);
   cr_list_init(&t->joiners);
-  t->t.slot = -1;
+  t->timer.slot = -1;
   t->ref = LUA_NOREF;
   t->loop = lp;
   t->status = CR_DONE;  /* closed-first: inert until fully built */
@@ -228,16 +225,104 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   t->id = lp->next_id++;
   t->status = CR_PENDING;
   lp->ntasks++;
-  cr_loop_ready(lp, &t->s);
+  cr_loop_ready(lp, (cr_entry *)t);
   return t;
 }
 
+/* {=================================================================
+** The aux uservalue: nil, the name (a string), one done callback (not a
+** table), or an aux table {name =, [1..n] = done callbacks}. Most tasks
+** have neither a name nor more than one callback, so this costs one slot.
+** ================================================================== */
+
+static int isauxtable(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE) return 0;
+  if (!lua_getmetatable(L, idx)) return 1;
+  lua_pop(L, 1);
+  return 0;  /* a callable table used as a callback */
+}
+
+/* Push the aux table of task 'tidx', converting the slot to one. */
+static void auxtable(lua_State *L, int tidx) {
+  int aux;
+  lua_getiuservalue(L, tidx, CR_TUV_AUX);
+  aux = lua_gettop(L);
+  if (isauxtable(L, aux)) return;
+  lua_createtable(L, 1, 1);
+  if (lua_type(L, aux) == LUA_TSTRING) {
+    lua_pushvalue(L, aux);
+    lua_setfield(L, -2, "name");
+  }
+  else if (!lua_isnil(L, aux)) {
+    lua_pushvalue(L, aux);
+    lua_rawseti(L, -2, 1);
+  }
+  lua_replace(L, aux);
+  lua_pushvalue(L, aux);
+  lua_setiuservalue(L, tidx, CR_TUV_AUX);
+}
+
 static void pushname(lua_State *L, cr_task *t, int tidx) {
-  if (lua_getiuservalue(L, tidx, CR_TUV_NAME) == LUA_TNIL) {
+  int top = lua_gettop(L);
+  if (lua_getiuservalue(L, tidx, CR_TUV_AUX) == LUA_TSTRING) return;
+  if (isauxtable(L, top + 1) &&
+      lua_getfield(L, top + 1, "name") == LUA_TSTRING) {
+    lua_remove(L, top + 1);
+    return;
+  }
+  lua_settop(L, top);
+  lua_pushfstring(L, "task-%d", (int)t->id);
+}
+
+/* Set the name of task 'tidx' to the string on top (popped). */
+void cr_task_setname(lua_State *L, int tidx) {
+  tidx = lua_absindex(L, tidx);
+  if (lua_getiuservalue(L, tidx, CR_TUV_AUX) <= LUA_TNIL ||
+      lua_type(L, -1) == LUA_TSTRING) {
     lua_pop(L, 1);
-    lua_pushfstring(L, "task-%d", (int)t->id);
+    lua_setiuservalue(L, tidx, CR_TUV_AUX);
+    return;
+  }
+  lua_pop(L, 1);
+  auxtable(L, tidx);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "name");
+  lua_pop(L, 1);
+}
+
+/* Add the done callback on top (popped) to task 'tidx'. */
+static void adddonecb(lua_State *L, int tidx) {
+  int type = lua_getiuservalue(L, tidx, CR_TUV_AUX);
+  lua_pop(L, 1);
+  if (type == LUA_TNIL && !isauxtable(L, -1) && !lua_istable(L, -1)) {
+    lua_setiuservalue(L, tidx, CR_TUV_AUX);
+    return;
+  }
+  auxtable(L, tidx);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
+  lua_pop(L, 1);
+}
+
+/* Push the done callbacks of task 'tidx' (nil, one, or an aux table whose
+** list part is taken), leaving only the name behind. */
+static void takedonecbs(lua_State *L, int tidx) {
+  int type = lua_getiuservalue(L, tidx, CR_TUV_AUX);
+  if (type == LUA_TNIL || type == LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  else if (isauxtable(L, -1)) {
+    lua_getfield(L, -1, "name");
+    lua_setiuservalue(L, tidx, CR_TUV_AUX);
+  }
+  else {
+    lua_pushnil(L);
+    lua_setiuservalue(L, tidx, CR_TUV_AUX);
   }
 }
+
+/* }================================================================= */
 
 /* Schedule the done callbacks at 'cbidx' (one, or a list) for task 'tidx'. */
 static void notify(lua_State *L, cr_loop *lp, int cbidx, int tidx) {
@@ -280,11 +365,9 @@ static void finish(lua_State *L, cr_loop *lp, cr_task *t, int tidx,
   }
   while (!cr_list_empty(&t->joiners)) {
     cr_list *n = cr_list_head(&t->joiners);
-    cr_task_wake(cr_container_of(n, cr_task, w.node), CR_OK);
+    cr_task_wake(cr_container_of(n, cr_task, wnode), CR_OK);
   }
-  lua_getiuservalue(L, tidx, CR_TUV_DONE);
-  lua_pushnil(L);
-  lua_setiuservalue(L, tidx, CR_TUV_DONE);
+  takedonecbs(L, tidx);
   notify(L, lp, lua_gettop(L), tidx);
   lua_pop(L, 1);
 }
@@ -365,7 +448,7 @@ void cr_task_dispatch(lua_State *L, cr_loop *lp, cr_task *t) {
   if (status == LUA_YIELD) {
     if (!t->yielded) {  /* a bare coroutine.yield(): just a turn */
       lua_pop(t->co, nres);
-      cr_loop_ready(lp, &t->s);
+      cr_loop_ready(lp, (cr_entry *)t);
     }
     return;
   }
@@ -509,9 +592,9 @@ void cr_task_finish_all(lua_State *L, cr_loop *lp) {
     cr_task *t;
     lua_rawgeti(L, list, i);
     t = (cr_task *)lua_touserdata(L, -1);
-    cr_list_remove(&t->s.node);
-    cr_list_remove(&t->w.node);
-    cr_loop_disarm(lp, &t->t);
+    cr_list_remove(&t->node);
+    cr_list_remove(&t->wnode);
+    cr_loop_disarm(lp, &t->timer);
     if (t->started) lua_resetthread(t->co);
     cr_pushcancelled(L, 0);
     lua_pushnil(L);
@@ -549,7 +632,7 @@ static int task_sleep(lua_State *L) {
   t = cr_task_enter(L, lp, "sleep");
   if (sec > 0) return cr_task_park(L, t, NULL, sec, 0, sleep_k);
   if (t->cancel_pending) return raisecancelled(L, t);
-  cr_loop_ready(lp, &t->s);
+  cr_loop_ready(lp, (cr_entry *)t);
   return cr_task_park(L, t, NULL, -1, 0, sleep_k);
 }
 
@@ -630,30 +713,14 @@ static int task_uncancel(lua_State *L) {
   return 1;
 }
 
-/* Add a done callback (function or queue) to task 1. */
+/* Add a done callback (function or queue, at 2) to task 1. */
 static int adddone(lua_State *L, cr_task *t) {
-  cr_loop *lp = cr_loop_get(L);
   lua_settop(L, 2);
   if (t->status != CR_PENDING) {
-    notify(L, lp, 2, 1);
+    notify(L, cr_loop_get(L), 2, 1);
     return 0;
   }
-  switch (lua_getiuservalue(L, 1, CR_TUV_DONE)) {
-    case LUA_TNIL:
-      lua_pushvalue(L, 2);
-      break;
-    case LUA_TTABLE:
-      lua_pushvalue(L, 2);
-      lua_rawseti(L, 3, luaL_len(L, 3) + 1);
-      return 0;
-    default:
-      lua_createtable(L, 2, 0);
-      lua_insert(L, 3);
-      lua_rawseti(L, 3, 1);
-      lua_pushvalue(L, 2);
-      lua_rawseti(L, 3, 2);
-  }
-  lua_setiuservalue(L, 1, CR_TUV_DONE);
+  adddonecb(L, 1);
   return 0;
 }
 
@@ -695,7 +762,7 @@ static int task_newindex(lua_State *L) {
                 "only 'name' can be set on a task");
   luaL_argcheck(L, lua_type(L, 3) == LUA_TSTRING, 3, "name must be a string");
   lua_settop(L, 3);
-  lua_setiuservalue(L, 1, CR_TUV_NAME);
+  cr_task_setname(L, 1);
   return 0;
 }
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# test/rock.sh: the rock installs and works without any network:
+# `luarocks make` from the checkout, then a source rock made from the
+# checkout (a file:// tarball), packed and installed into a temporary tree;
+# plain lua5.4 requires corun from that tree and its corun runner runs.
+set -eu
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+LR="luarocks --lua-version 5.4"
+
+check() {  # tree
+  local tree=$1 got
+  got=$(eval "$($LR --tree "$tree" path)" && lua5.4 -e '
+    local corun = require "corun"
+    print(corun.run(function() corun.sleep(0.01) return "module ok" end))')
+  [ "$got" = "module ok" ] || { echo "require corun from $tree: '$got'"; return 1; }
+  got=$("$tree/bin/corun" -e 'local c = require "corun"
+    c.spawn(function() c.sleep(0.01) print("runner ok") end)')
+  [ "$got" = "runner ok" ] || { echo "runner in $tree: '$got'"; return 1; }
+}
+
+# 1. luarocks make, from the checkout
+$LR make --tree "$tmp/make-tree" corun-scm-1.rockspec >"$tmp/make.log" 2>&1 ||
+  { cat "$tmp/make.log"; exit 1; }
+check "$tmp/make-tree"
+
+# 2. a source rock from the checkout's files, then luarocks install of it
+git ls-files -co --exclude-standard | grep -v '^\.ci/' |
+  tar -czf "$tmp/corun.tar.gz" --transform 's,^,corun/,' -T -
+sed -e "s|^  url = .*|  url = \"file://$tmp/corun.tar.gz\",|" \
+    -e 's|^  dir = .*|  dir = "corun",|' corun-scm-1.rockspec >"$tmp/corun-scm-1.rockspec"
+(cd "$tmp" && $LR pack corun-scm-1.rockspec >pack.log 2>&1) ||
+  { cat "$tmp/pack.log"; exit 1; }
+$LR --tree "$tmp/tree" install "$tmp/corun-scm-1.src.rock" >"$tmp/install.log" 2>&1 ||
+  { cat "$tmp/install.log"; exit 1; }
+check "$tmp/tree"
+echo "rock: make and install both work"

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# test/run.sh: every test of corun, as `make test` runs it (after building
+# build/ and build-asan/). Stages: C unit tests, the busted specs, the
+# examples with their output checked, the rock (luarocks make / pack /
+# install, offline), the specs again under ASan+UBSan, and valgrind on the
+# runner. Prints busted's summaries and ends with "N passed, M failed".
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PASS=0
+FAIL=0
+FAILED=()
+ok()  { PASS=$((PASS + 1)); echo "ok - $1"; }
+bad() { FAIL=$((FAIL + 1)); FAILED+=("$1"); echo "FAILED - $1"; }
+stage() { echo; echo "== $1"; }
+
+# Run busted ($@) and add its counts; a run without a summary is a failure.
+busted_stage() {
+  local label=$1 out s f e
+  shift
+  out=$(mktemp)
+  "$@" 2>&1 | tee "$out"
+  s=$(sed 's/\x1b\[[0-9;]*m//g' "$out" |
+      grep -aoE '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors?' | tail -1)
+  rm -f "$out"
+  if [ -z "$s" ]; then bad "$label: busted printed no summary"; return; fi
+  read -r s f e <<<"$(echo "$s" | grep -oE '[0-9]+' | tr '\n' ' ')"
+  PASS=$((PASS + s))
+  FAIL=$((FAIL + f + e))
+  [ $((f + e)) -eq 0 ] || FAILED+=("$label: $f failures, $e errors")
+}
+
+stage "C unit tests"
+if ctest --test-dir build --output-on-failure >/dev/null 2>&1; then ok "ctest"
+else ctest --test-dir build --output-on-failure; bad "ctest"; fi
+
+stage "specs"
+export CORUN_BIN="$ROOT/build/bin/corun"
+busted_stage "specs" lua5.4 /usr/bin/busted
+
+stage "examples"
+for exp in examples/*.expected; do
+  name=$(basename "$exp" .expected)
+  out=$(mktemp)
+  if timeout 120 build/bin/corun "examples/$name.lua" >"$out" 2>"$out.err" &&
+     diff -u "$exp" "$out" >"$out.diff"; then ok "example $name"
+  else cat "$out.diff" "$out.err"; bad "example $name"; fi
+  rm -f "$out" "$out.err" "$out.diff"
+done
+
+stage "rock: luarocks make, pack and install (offline)"
+if bash test/rock.sh; then ok "rock"; else bad "rock"; fi
+
+stage "specs under AddressSanitizer + UndefinedBehaviorSanitizer"
+CORUN_BIN="$ROOT/build-asan/bin/corun" \
+LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  busted_stage "specs (asan)" lua5.4 /usr/bin/busted --cpath="build-asan/?.so"
+
+stage "valgrind: the runner on the examples"
+for ex in examples/*.lua; do
+  if timeout 300 valgrind -q --leak-check=full \
+       --show-leak-kinds=definite,indirect \
+       --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
+       build/bin/corun "$ex" >/dev/null 2>"$ex.vg"; then ok "valgrind $ex"
+  else cat "$ex.vg"; bad "valgrind $ex"; fi
+  rm -f "$ex.vg"
+done
+
+echo
+for f in "${FAILED[@]}"; do echo "failed: $f"; done
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
