@@ -1,0 +1,410 @@
+#!/usr/bin/env python3
+"""bench/run.py: run corun's benchmark workloads and print a markdown table.
+
+Each workload exists three times in bench/workloads/: NAME_corun.lua (run by
+the corun runner), NAME_limit.lua (plain lua5.4 on bench/limit.lua, the
+hand-written baseline) and NAME_asyncio.py (python3). Every run is a
+separate child process reaped with os.wait4 (its ru_maxrss is the fallback
+peak RSS, see peak_rss). Each script prints one line such as
+`RESULT spawn rate=812345.6 seconds=0.246 n=200000 peak_kb=61234`.
+
+Usage: python3 bench/run.py [--runs 3] [--only spawn,timers] [--scale 0.1]
+                            [--impls corun,limit] [--check] [-v]
+Environment: CORUN (runner; default build/corun, else build/bin/corun),
+LUA (default lua5.4), PYTHON (default python3), BENCH_SCALE (multiplier
+for every N, default 1).
+
+To add a workload: write the three scripts and append a Workload to
+WORKLOADS below.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "bench" / "workloads"
+IMPLS = ("corun", "limit", "asyncio")
+
+
+@dataclass
+class Workload:
+    """One benchmark row. metric is the RESULT field shown in the table;
+    higher says whether bigger is better (rates) or smaller (times).
+    per_task: also run an N=0 baseline (BENCH_SCALE=0) and report peak RSS
+    per task in KB. checks: Check targets, tested against the Row."""
+    name: str
+    metric: str
+    unit: str
+    higher: bool = True
+    per_task: bool = False
+    checks: list = field(default_factory=list)
+
+
+@dataclass
+class Check:
+    """A target: measure(row) compared with bound (>= if at_least)."""
+    label: str
+    measure: object
+    bound: float
+    at_least: bool
+    fmt: str
+
+    def judge(self, row):
+        """(hit, shown value); hit is False when there is no value."""
+        v = self.measure(row)
+        if v is None:
+            return False, "no result"
+        hit = v >= self.bound if self.at_least else v <= self.bound
+        return hit, self.fmt.format(v)
+
+
+def ratio_at_least(other, x):
+    return Check(f"corun >= {x}x {other}", lambda row: row.ratio(other),
+                 x, True, "{:.2f}x")
+
+
+def corun_at_most(what, key, bound, unit):
+    return Check(f"corun {what} <= {bound} {unit}",
+                 lambda row: row.corun_value(key), bound, False,
+                 "{:.3f} " + unit)
+
+
+WORKLOADS = [
+    Workload("spawn", "rate", "tasks/s",
+             checks=[ratio_at_least("limit", 1.0),
+                     ratio_at_least("asyncio", 8.0)]),
+    Workload("timers", "extra", "s beyond floor", higher=False,
+             per_task=True,
+             checks=[corun_at_most("peak RSS per sleeping task", "kb_task",
+                                   1.35, "KB"),
+                     corun_at_most("wall time beyond the 200 ms floor",
+                                   "extra", 0.12, "s")]),
+    Workload("prodcons", "rate", "items/s",
+             checks=[ratio_at_least("limit", 1.5),
+                     ratio_at_least("asyncio", 4.0)]),
+]
+
+
+# ---------------------------------------------------------------- running
+
+def find_runner():
+    """$CORUN (relative to the repo root unless absolute), else the build
+    tree's runner: build/corun if that is a file, else build/bin/corun (the
+    runner sets package.path to the source tree's lua/ itself)."""
+    if os.environ.get("CORUN"):
+        runner = Path(os.environ["CORUN"])
+        runner = runner if runner.is_absolute() else ROOT / runner
+        return runner if runner.is_file() else None
+    for runner in (ROOT / "build" / "corun", ROOT / "build" / "bin" / "corun"):
+        if runner.is_file():
+            return runner
+    return None
+
+
+def command(impl, name):
+    """argv and extra environment for one implementation, or None if the
+    script (or the corun runner) is missing."""
+    if impl == "corun":
+        script = SCRIPTS / f"{name}_corun.lua"
+        runner = find_runner()
+        if runner is None or not script.is_file():
+            return None
+        return [str(runner), str(script)], {}
+    if impl == "limit":
+        script = SCRIPTS / f"{name}_limit.lua"
+        lua = os.environ.get("LUA") or "lua5.4"
+        return ([lua, str(script)], {}) if script.is_file() else None
+    script = SCRIPTS / f"{name}_asyncio.py"
+    python = os.environ.get("PYTHON") or "python3"
+    return ([python, str(script)], {}) if script.is_file() else None
+
+
+@dataclass
+class Run:
+    ok: bool
+    fields: dict
+    rss_kb: int
+    error: str = ""
+    ru_maxrss: int = 0
+
+
+def parse_result(text):
+    for line in text.splitlines():
+        if line.startswith("RESULT "):
+            fields = {}
+            for word in line.split()[2:]:
+                key, _, value = word.partition("=")
+                try:
+                    fields[key] = float(value)
+                except ValueError:
+                    fields[key] = value
+            return fields
+    return None
+
+
+def peak_rss(fields, ru_maxrss):
+    """Peak RSS in KB. ru_maxrss from wait4 cannot go below run.py's own
+    high-water mark (Linux carries the pre-exec mark across exec, and
+    subprocess uses vfork), which swamps small processes such as the N=0
+    baselines. So a script's own VmHWM (peak_kb=, read from /proc just
+    before it prints RESULT) wins; ru_maxrss is the fallback."""
+    own = (fields or {}).get("peak_kb")
+    if isinstance(own, float) and own > 0:
+        return int(own)
+    return ru_maxrss  # KB on Linux
+
+
+def run_once(argv, extra_env, scale, timeout):
+    """Run one child; returns a Run with its RESULT fields and peak RSS."""
+    env = dict(os.environ)
+    for key, value in extra_env.items():
+        env.setdefault(key, value)
+    env["BENCH_SCALE"] = str(scale)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in bench/
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env,
+                                cwd=ROOT)
+        state = {"reaped": False, "killed": False}
+        lock = threading.Lock()
+
+        def kill():
+            with lock:
+                if not state["reaped"]:
+                    state["killed"] = True
+                    os.kill(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        with lock:
+            state["reaped"] = True
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    fields = parse_result(stdout)
+    rss = peak_rss(fields, usage.ru_maxrss)
+    run = run_result(proc.returncode, fields, rss, stdout, stderr,
+                     state["killed"] and timeout)
+    run.ru_maxrss = usage.ru_maxrss
+    return run
+
+
+def run_result(code, fields, rss, stdout, stderr, timed_out):
+    if timed_out:
+        return Run(False, {}, rss, f"timed out after {timed_out}s")
+    if code != 0 or fields is None:
+        msg = stderr.strip() or stdout.strip() or "no RESULT line"
+        return Run(False, fields or {}, rss,
+                   f"exit {code}: {msg.splitlines()[-1][:200]}")
+    return Run(True, fields, rss)
+
+
+@dataclass
+class Cell:
+    """Best-of-runs outcome of one workload on one implementation."""
+    value: float = None      # headline metric, best run
+    fields: dict = None      # RESULT fields of the best run
+    rss_kb: int = None       # smallest peak RSS over the runs
+    kb_task: float = None    # per_task workloads: (rss - baseline) / n
+    base_kb: int = None
+    note: str = ""           # why there is no value
+
+
+def measure(workload, impl, runs, scale, timeout, log):
+    cmd = command(impl, workload.name)
+    if cmd is None:
+        return Cell(note="n/a")
+    argv, extra_env = cmd
+    good = []
+    for i in range(runs):
+        run = run_once(argv, extra_env, scale, timeout)
+        log(f"{workload.name:9} {impl:8} run {i + 1}: "
+            + (" ".join(f"{k}={v}" for k, v in run.fields.items())
+               + f" wait4.ru_maxrss={run.ru_maxrss}KB"
+               if run.ok else run.error))
+        if run.ok:
+            good.append(run)
+    if not good:
+        return Cell(note="FAIL")
+    pick = max if workload.higher else min
+    best = pick(good, key=lambda r: r.fields[workload.metric])
+    cell = Cell(best.fields[workload.metric], best.fields,
+                min(r.rss_kb for r in good))
+    if workload.per_task:
+        add_per_task(cell, workload, argv, extra_env, runs, timeout, log)
+    return cell
+
+
+def add_per_task(cell, workload, argv, extra_env, runs, timeout, log):
+    base = [run_once(argv, extra_env, 0, timeout) for _ in range(runs)]
+    base = [r.rss_kb for r in base if r.ok]
+    log(f"{workload.name:9} baseline N=0 peak_kb={base}")
+    n = cell.fields.get("n") or 0
+    if base and n > 0:
+        cell.base_kb = min(base)
+        cell.kb_task = (cell.rss_kb - cell.base_kb) / n
+
+
+# ---------------------------------------------------------------- report
+
+@dataclass
+class Row:
+    workload: Workload
+    cells: dict
+
+    def ratio(self, other):
+        """corun's advantage over other: > 1 means corun is better."""
+        a, b = self.cells["corun"].value, self.cells[other].value
+        if a is None or b is None or a <= 0 or b <= 0:
+            return None
+        return a / b if self.workload.higher else b / a
+
+    def corun_value(self, key):
+        cell = self.cells["corun"]
+        if key == "kb_task":
+            return cell.kb_task
+        return (cell.fields or {}).get(key)
+
+
+def fmt_value(value, unit_higher):
+    if value is None:
+        return None
+    if unit_higher:
+        return f"{value:,.0f}"
+    return f"{value:.3f}"
+
+
+def fmt_cell(cell, higher):
+    return fmt_value(cell.value, higher) or cell.note or "—"
+
+
+def fmt_ratio(r):
+    return "—" if r is None else f"{r:.2f}x"
+
+
+def fmt_mb(kb):
+    return "—" if kb is None else f"{kb / 1024:.1f} MB"
+
+
+def main_table(rows):
+    out = ["| workload | corun | limit | asyncio | corun/limit "
+           "| corun/asyncio | peak RSS (corun) |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        w, c = row.workload, row.cells
+        out.append(f"| {w.name} ({w.unit}) | "
+                   + " | ".join(fmt_cell(c[i], w.higher) for i in IMPLS)
+                   + f" | {fmt_ratio(row.ratio('limit'))}"
+                   + f" | {fmt_ratio(row.ratio('asyncio'))}"
+                   + f" | {fmt_mb(c['corun'].rss_kb)} |")
+    return out
+
+
+def per_task_table(row):
+    w = row.workload
+    out = ["", f"{w.name}: peak RSS per task = (peak RSS with N tasks - "
+           "peak RSS with N=0) / N", "",
+           "| impl | extra (s) | total (s) | peak RSS | baseline (N=0) "
+           "| KB per sleeping task |",
+           "|---|---:|---:|---:|---:|---:|"]
+    for impl in IMPLS:
+        c = row.cells[impl]
+        f = c.fields or {}
+        total = f.get("seconds")
+        out.append(f"| {impl} | {fmt_cell(c, False)} | "
+                   + ("—" if total is None else f"{total:.3f}")
+                   + f" | {fmt_mb(c.rss_kb)} | {fmt_mb(c.base_kb)} | "
+                   + ("—" if c.kb_task is None else f"{c.kb_task:.3f}")
+                   + " |")
+    return out
+
+
+def targets(rows):
+    out, missed = ["", "Targets:", ""], 0
+    for row in rows:
+        for check in row.workload.checks:
+            hit, shown = check.judge(row)
+            missed += not hit
+            out.append(f"- [{'x' if hit else ' '}] {row.workload.name}: "
+                       f"{check.label} ({shown})")
+    return out, missed
+
+
+def report(rows, scale, runs):
+    lines = [f"corun benchmarks (best of {runs}; BENCH_SCALE={scale:g}; "
+             "ratios > 1 mean corun is better)", ""]
+    lines += main_table(rows)
+    for row in rows:
+        if row.workload.per_task:
+            lines += per_task_table(row)
+    check_lines, missed = targets(rows)
+    lines += check_lines
+    return "\n".join(lines), missed
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=3, help="runs per cell (3)")
+    p.add_argument("--only", help="comma-separated workload names")
+    p.add_argument("--impls", default=",".join(IMPLS),
+                   help="comma-separated subset of corun,limit,asyncio")
+    p.add_argument("--scale", type=float,
+                   default=float(os.environ.get("BENCH_SCALE") or 1),
+                   help="multiplier for every N (env BENCH_SCALE)")
+    p.add_argument("--timeout", type=float, default=600,
+                   help="seconds before a run is killed")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 if a target is missed")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print every run on stderr")
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    chosen = WORKLOADS
+    if args.only:
+        names = args.only.split(",")
+        unknown = set(names) - {w.name for w in WORKLOADS}
+        if unknown:
+            sys.exit(f"run.py: unknown workload(s): {', '.join(unknown)}")
+        chosen = [w for w in WORKLOADS if w.name in names]
+    impls = args.impls.split(",")
+
+    def log(msg):
+        if args.verbose:
+            print(msg, file=sys.stderr, flush=True)
+
+    rows, failed = [], False
+    for w in chosen:
+        cells = {}
+        for impl in IMPLS:
+            if impl in impls:
+                print(f"running {w.name} on {impl}...", file=sys.stderr,
+                      flush=True)
+                cells[impl] = measure(w, impl, args.runs, args.scale,
+                                      args.timeout, log)
+            else:
+                cells[impl] = Cell(note="skipped")
+            failed = failed or cells[impl].note == "FAIL"
+        rows.append(Row(w, cells))
+    text, missed = report(rows, args.scale, args.runs)
+    print(text)
+    if failed or (args.check and missed):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
