@@ -7,6 +7,28 @@
 
 #include "corun.h"
 
+/* Light-userdata registry keys of the hot metatables. */
+const char cr_task_mtkey = 0, cr_queue_mtkey = 0;
+
+/* The userdata at 'idx' if it is 'size' bytes long and holds 'magic' at
+** offset 'moff' (one of corun's own objects), else NULL. Cheaper than
+** luaL_testudata, which looks the metatable up by name. */
+void *cr_toudata(lua_State *L, int idx, size_t size, size_t moff,
+                 unsigned magic) {
+  void *p;
+  if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != size)
+    return NULL;
+  p = lua_touserdata(L, idx);
+  if (*(unsigned *)((char *)p + moff) != magic) return NULL;
+  return p;
+}
+
+/* Set the metatable registered under 'key' on the value on top. */
+void cr_setmetatable(lua_State *L, const char *key) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+  lua_setmetatable(L, -2);
+}
+
 /* Like luaL_setfuncs into the table on top, with the loop as upvalue 1. */
 void cr_setfuncs(lua_State *L, const luaL_Reg *l, int loopidx) {
   loopidx = lua_absindex(L, loopidx);

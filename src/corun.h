@@ -32,6 +32,14 @@
 #define CR_CANCELLED_MT "corun.Cancelled"
 #define CR_TIMEOUT_MT  "corun.Timeout"
 
+/* Tags that identify corun userdata without a metatable lookup (checked
+** together with the userdata's size; see cr_toudata). */
+#define CR_TASK_MAGIC  0x7a5c0001u
+#define CR_QUEUE_MAGIC 0x7a5c0002u
+
+/* Most arguments a callback keeps (they are uservalues: 16-bit count). */
+#define CR_MAXARGS 60000
+
 /* Ready-queue entry kinds. */
 enum { CR_SCHED_TASK, CR_SCHED_CALLBACK };
 
@@ -86,6 +94,7 @@ typedef struct cr_task {
   int nres;                   /* number of results once done */
   int ncancel;                /* cancel requests not yet withdrawn */
   unsigned id;
+  unsigned magic;             /* CR_TASK_MAGIC: a fast type check */
 } cr_task;
 
 typedef struct cr_handle {
@@ -147,6 +156,7 @@ void cr_task_report(lua_State *L, cr_loop *lp);
 void cr_task_finish_all(lua_State *L, cr_loop *lp);
 void cr_task_retrieved(lua_State *L, cr_task *t);
 void cr_task_setname(lua_State *L, int tidx);
+void cr_task_notify(lua_State *L, int tidx, int qidx);
 int cr_task_pushresults(lua_State *L, cr_task *t, int idx);
 int cr_pushcancelled(lua_State *L, int msgidx);
 void cr_task_open_lib(lua_State *L);
@@ -156,9 +166,16 @@ void cr_handle_drop_all(lua_State *L, cr_loop *lp);
 
 /* queue.c */
 int cr_queue_offer(lua_State *L, int qidx, int vidx);
+int cr_queue_test(lua_State *L, int idx);
 void cr_queue_open_lib(lua_State *L);
 
 /* core.c */
+extern const char cr_task_mtkey, cr_queue_mtkey;  /* registry keys */
+void *cr_toudata(lua_State *L, int idx, size_t size, size_t moff,
+                 unsigned magic);
+#define cr_testobj(L, idx, type, magicv) \
+  ((type *)cr_toudata(L, idx, sizeof(type), offsetof(type, magic), magicv))
+void cr_setmetatable(lua_State *L, const char *key);
 void cr_setfuncs(lua_State *L, const luaL_Reg *l, int loopidx);
 void cr_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                  const luaL_Reg *methods, int loopidx);

@@ -156,6 +156,16 @@ static int idle(cr_loop *lp) {
   return 1;
 }
 
+/* Poll I/O without blocking while tasks keep the loop busy. The runner's
+** SIGINT watcher is unreferenced (it must not keep the loop alive), so it
+** is referenced for the poll: libuv skips polling a loop with nothing
+** referenced. */
+static void poll(cr_loop *lp) {
+  if (lp->sigint_on) uv_ref((uv_handle_t *)&lp->sigint);
+  if (uv_loop_alive(&lp->uv)) uv_run(&lp->uv, UV_RUN_NOWAIT);
+  if (lp->sigint_on) uv_unref((uv_handle_t *)&lp->sigint);
+}
+
 /* Run until 'until' has finished (or, when NULL, until nothing can happen
 ** any more). Returns 1 when stopped by corun.stop() or SIGINT, else 0. */
 int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
@@ -173,8 +183,7 @@ int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
     while ((n = cr_list_shift(&batch)) != NULL)
       dispatch(L, lp, n);
     if (lp->timers.n > 0) expire(lp, cr_loop_now(lp));
-    if (++batches % POLL_EVERY == 0 && uv_loop_alive(&lp->uv))
-      uv_run(&lp->uv, UV_RUN_NOWAIT);
+    if (++batches % POLL_EVERY == 0) poll(lp);
   }
 }
 
@@ -228,6 +237,7 @@ void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h) {
   cr_loop_unanchor(L, lp, CR_LUV_HANDLES, h->ref);
   h->ref = LUA_NOREF;
   lua_pushcfunction(L, msgh);
+  luaL_checkstack(L, h->nargs + 1, "too many arguments");
   for (i = 1; i <= h->nargs + 1; i++)
     lua_getiuservalue(L, base + 1, i);
   if (lua_pcall(L, h->nargs, 0, base + 2) != LUA_OK) {
@@ -245,6 +255,9 @@ int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
   cr_handle *h;
   int i;
   fidx = lua_absindex(L, fidx);
+  if (nargs > CR_MAXARGS)
+    return luaL_error(L, "too many arguments to a callback (at most %d)",
+                      CR_MAXARGS);
   h = (cr_handle *)lua_newuserdatauv(L, sizeof *h, nargs + 1);
   h->kind = CR_SCHED_CALLBACK;
   cr_list_init(&h->node);
@@ -471,7 +484,13 @@ static int loop_run(lua_State *L) {
     cr_task_report(L, lp);
     if (lp->failures > 0) status = 1;
     if (lp->sigints > 0) status = 130;
-    else if (unfinished == CR_PENDING) status = 1;
+    else if (unfinished == CR_PENDING) {
+      fprintf(stderr, "corun: %s\n", stopped
+              ? "the loop was stopped before the main chunk finished"
+              : "deadlock: the main chunk is blocked and nothing left can "
+                "wake it");
+      status = 1;
+    }
     lp->failures = 0;
     lua_pushinteger(L, status);
     return 1;

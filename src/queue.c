@@ -15,6 +15,7 @@
 */
 
 #include <string.h>
+#include <limits.h>
 #include <math.h>
 
 #include "corun.h"
@@ -29,12 +30,19 @@ typedef struct cr_queue {
   int head, n, cap;                   /* the ring in uservalue 1 */
   int kind;
   int closed;
+  unsigned magic;                     /* CR_QUEUE_MAGIC */
 } cr_queue;
 
 #define ITEM_ARG 2  /* where a parked putter keeps its item */
 
 static cr_queue *checkqueue(lua_State *L) {
-  return (cr_queue *)luaL_checkudata(L, 1, CR_QUEUE_MT);
+  cr_queue *q = cr_testobj(L, 1, cr_queue, CR_QUEUE_MAGIC);
+  if (q == NULL) luaL_typeerror(L, 1, CR_QUEUE_MT);
+  return q;
+}
+
+int cr_queue_test(lua_State *L, int idx) {
+  return cr_testobj(L, idx, cr_queue, CR_QUEUE_MAGIC) != NULL;
 }
 
 static int isfull(cr_queue *q) {
@@ -315,24 +323,46 @@ static int queue_tostring(lua_State *L) {
   return 1;
 }
 
-static int newqueue(lua_State *L, int kind, const char *fname) {
-  lua_Integer maxsize = luaL_optinteger(L, 1, 0);
-  cr_queue *q;
-  if (maxsize < 0)
-    return luaL_error(L, "bad argument #1 to '%s' (maxsize must be >= 0)",
-                      fname);
-  q = (cr_queue *)lua_newuserdatauv(L, sizeof *q, 1);
+/* Push a new queue with room for 'cap' items before its ring grows. */
+static cr_queue *pushqueue(lua_State *L, int kind, lua_Integer maxsize,
+                           int cap) {
+  cr_queue *q = (cr_queue *)lua_newuserdatauv(L, sizeof *q, 1);
   memset(q, 0, sizeof *q);
   q->loop = cr_loop_get(L);
   q->kind = kind;
   q->maxsize = maxsize;
-  q->cap = maxsize > 0 && maxsize < 16 ? (int)maxsize : 16;
+  q->cap = cap > 0 ? cap : 1;
+  q->magic = CR_QUEUE_MAGIC;
   cr_list_init(&q->getters);
   cr_list_init(&q->putters);
   cr_list_init(&q->joiners);
-  luaL_setmetatable(L, CR_QUEUE_MT);
+  cr_setmetatable(L, &cr_queue_mtkey);
   lua_createtable(L, q->cap, 0);
   lua_setiuservalue(L, -2, 1);
+  return q;
+}
+
+static int newqueue(lua_State *L, int kind, const char *fname) {
+  lua_Integer maxsize = luaL_optinteger(L, 1, 0);
+  if (maxsize < 0)
+    return luaL_error(L, "bad argument #1 to '%s' (maxsize must be >= 0)",
+                      fname);
+  pushqueue(L, kind, maxsize, maxsize > 0 && maxsize < 16 ? (int)maxsize : 16);
+  return 1;
+}
+
+/* core.completion_queue(list, n): a new queue that receives each of the
+** tasks list[1..n] when it finishes (the waits of gather, wait, ...). */
+static int queue_completion(lua_State *L) {
+  lua_Integer i, n = luaL_checkinteger(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argcheck(L, n >= 0 && n < INT_MAX, 2, "bad count");
+  pushqueue(L, CR_FIFO, 0, (int)n);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    cr_task_notify(L, lua_gettop(L), 3);
+    lua_pop(L, 1);
+  }
   return 1;
 }
 
@@ -348,6 +378,7 @@ void cr_queue_open_lib(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"queue", queue_new},
     {"lifo_queue", queue_new_lifo},
+    {"completion_queue", queue_completion},
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {
@@ -373,6 +404,8 @@ void cr_queue_open_lib(lua_State *L) {
   int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
   cr_setfuncs(L, funcs, loopidx);
   cr_newclass(L, CR_QUEUE_MT, meta, methods, loopidx);
+  luaL_getmetatable(L, CR_QUEUE_MT);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &cr_queue_mtkey);
   /* iter needs the step function as its second upvalue */
   luaL_getmetatable(L, CR_QUEUE_MT);
   lua_getfield(L, -1, "__index");

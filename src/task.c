@@ -21,7 +21,9 @@
 #include "corun.h"
 
 static cr_task *checktask(lua_State *L, int idx) {
-  return (cr_task *)luaL_checkudata(L, idx, CR_TASK_MT);
+  cr_task *t = cr_testobj(L, idx, cr_task, CR_TASK_MAGIC);
+  if (t == NULL) luaL_typeerror(L, idx, CR_TASK_MT);
+  return t;
 }
 
 static void pushtask(lua_State *L, cr_task *t) {
@@ -87,7 +89,7 @@ static int task_is_cancelled(lua_State *L) {
 }
 
 static int task_is_task(lua_State *L) {
-  lua_pushboolean(L, luaL_testudata(L, 1, CR_TASK_MT) != NULL);
+  lua_pushboolean(L, cr_testobj(L, 1, cr_task, CR_TASK_MAGIC) != NULL);
   return 1;
 }
 
@@ -209,7 +211,8 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   t->ref = LUA_NOREF;
   t->loop = lp;
   t->status = CR_DONE;  /* closed-first: inert until fully built */
-  luaL_setmetatable(L, CR_TASK_MT);
+  t->magic = CR_TASK_MAGIC;
+  cr_setmetatable(L, &cr_task_mtkey);
   co = lua_newthread(L);
   lua_setiuservalue(L, -2, CR_TUV_CO);
   if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
@@ -334,7 +337,7 @@ static void notify(lua_State *L, cr_loop *lp, int cbidx, int tidx) {
       lua_pop(L, 1);
     }
   }
-  else if (luaL_testudata(L, cbidx, CR_QUEUE_MT) != NULL)
+  else if (cr_queue_test(L, cbidx))
     cr_queue_offer(L, cbidx, tidx);
   else if (!lua_isnil(L, cbidx)) {
     lua_pushvalue(L, cbidx);
@@ -390,6 +393,19 @@ static void pushresults(lua_State *L, cr_task *t, int nres) {
   }
 }
 
+/* Close the pending to-be-closed variables of the coroutine of 't' (which
+** ended in error or is suspended for good), as the task: corun.current()
+** is the task inside the __close handlers. Lua does not let them yield. */
+static int closethread(cr_task *t) {
+  cr_loop *lp = t->loop;
+  cr_task *was = lp->current;
+  int status;
+  lp->current = t;
+  status = lua_resetthread(t->co);
+  lp->current = was;
+  return status;
+}
+
 /* The coroutine of 't' ended with an error (on top of co): decide failed
 ** or cancelled, keep the traceback, close its pending <close> variables.
 ** Pushes what finish() expects and returns the final status. A __close
@@ -411,7 +427,7 @@ static int failure(lua_State *L, cr_task *t) {
   }
   else
     luaL_traceback(L, co, NULL, 0);
-  if (lua_resetthread(co) != LUA_OK && lua_gettop(co) > 0) {
+  if (closethread(t) != LUA_OK && lua_gettop(co) > 0) {
     lua_xmove(co, L, 1);
     if (!lua_rawequal(L, -1, err + 1)) {  /* a __close handler failed */
       lua_replace(L, err);
@@ -554,7 +570,7 @@ static int pushlive(lua_State *L, cr_loop *lp) {
   cr_loop_pushanchors(L, CR_LUV_TASKS);
   lua_pushnil(L);
   while (lua_next(L, -2) != 0) {
-    cr_task *t = (cr_task *)luaL_testudata(L, -1, CR_TASK_MT);
+    cr_task *t = cr_testobj(L, -1, cr_task, CR_TASK_MAGIC);
     if (t != NULL && n < cap) v[n++] = t;
     lua_pop(L, 1);
   }
@@ -595,7 +611,7 @@ void cr_task_finish_all(lua_State *L, cr_loop *lp) {
     cr_list_remove(&t->node);
     cr_list_remove(&t->wnode);
     cr_loop_disarm(lp, &t->timer);
-    if (t->started) lua_resetthread(t->co);
+    if (t->started) closethread(t);
     cr_pushcancelled(L, 0);
     lua_pushnil(L);
     finish(L, lp, t, lua_gettop(L) - 2, CR_CANCELLED_ST);
@@ -724,6 +740,13 @@ static int adddone(lua_State *L, cr_task *t) {
   return 0;
 }
 
+/* core.notify(task, queue): put the task in the queue when it finishes. */
+static int task_notify(lua_State *L) {
+  if (!cr_queue_test(L, 2)) luaL_typeerror(L, 2, CR_QUEUE_MT);
+  cr_task_notify(L, 1, 2);
+  return 0;
+}
+
 static int task_on_done(lua_State *L) {
   cr_task *t = checktask(L, 1);
   luaL_checkany(L, 2);
@@ -732,11 +755,16 @@ static int task_on_done(lua_State *L) {
   return adddone(L, t);
 }
 
-/* core.notify(task, queue): put the task in the queue when it finishes. */
-static int task_notify(lua_State *L) {
-  cr_task *t = checktask(L, 1);
-  luaL_checkudata(L, 2, CR_QUEUE_MT);
-  return adddone(L, t);
+/* Make the task at 'tidx' put itself into the queue at 'qidx' when it
+** finishes (at once if it has). */
+void cr_task_notify(lua_State *L, int tidx, int qidx) {
+  cr_task *t = checktask(L, tidx);
+  if (t->status != CR_PENDING)
+    cr_queue_offer(L, qidx, tidx);
+  else {
+    lua_pushvalue(L, qidx);
+    adddonecb(L, tidx);
+  }
 }
 
 static int task_index(lua_State *L) {
@@ -772,6 +800,36 @@ static int task_tostring(lua_State *L) {
   task_status(L);
   lua_pushfstring(L, "corun.task '%s' (%s)", lua_tostring(L, -2),
                   lua_tostring(L, -1));
+  return 1;
+}
+
+/* core.failed(task): finished with an error or cancelled. */
+static int task_failed(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  lua_pushboolean(L, t->status == CR_FAILED || t->status == CR_CANCELLED_ST);
+  return 1;
+}
+
+/* core.firsts(list, n): for finished tasks list[1..n], a list of each one's
+** first result, or its error object (which then counts as retrieved). */
+static int task_firsts(lua_State *L) {
+  lua_Integer i, n = luaL_checkinteger(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_createtable(L, (int)n, 0);
+  for (i = 1; i <= n; i++) {
+    cr_task *t;
+    lua_rawgeti(L, 1, i);
+    t = checktask(L, -1);
+    luaL_argcheck(L, t->status != CR_PENDING, 1, "a task has not finished");
+    if (t->status == CR_FAILED) cr_task_retrieved(L, t);
+    lua_getiuservalue(L, -1, CR_TUV_VALUE);
+    if (t->status == CR_DONE && t->nres > 1) {
+      lua_rawgeti(L, -1, 1);
+      lua_remove(L, -2);
+    }
+    lua_rawseti(L, 3, i);
+    lua_pop(L, 1);
+  }
   return 1;
 }
 
@@ -815,10 +873,12 @@ void cr_task_open_lib(lua_State *L) {
     {"tasks", task_tasks},
     {"dump_string", task_dump_string},
     {"uncancel", task_uncancel},
-    {"notify", task_notify},
     {"is_cancelled", task_is_cancelled},
     {"is_timeout", task_is_timeout},
     {"is_task", task_is_task},
+    {"failed", task_failed},
+    {"notify", task_notify},
+    {"firsts", task_firsts},
     {"timeout_error", task_timeout_error},
     {NULL, NULL}
   };
@@ -834,6 +894,8 @@ void cr_task_open_lib(lua_State *L) {
   int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
   cr_setfuncs(L, funcs, loopidx);
   luaL_newmetatable(L, CR_TASK_MT);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &cr_task_mtkey);
   lua_pushvalue(L, loopidx);
   lua_newtable(L);
   cr_setfuncs(L, methods, loopidx);

@@ -34,10 +34,7 @@ local function check_timeout(fname, n, t)
 end
 
 -- A task failed or was cancelled (its result() would raise).
-local function failed(t)
-  local st = t:status()
-  return st == "failed" or st == "cancelled"
-end
+local failed = core.failed
 
 -- The error object of a finished, failed or cancelled task.
 local function error_of(t)
@@ -55,8 +52,14 @@ function corun.run(opts, ...)
     if opts.clock ~= nil and opts.clock ~= "virtual" and opts.clock ~= "real" then
       argerror("run", 1, "clock must be \"virtual\" or \"real\"")
     end
+    if not callable((...)) then
+      argerror("run", 2, ("function expected, got %s"):format(type((...))))
+    end
     if opts.clock == "virtual" then mode = "virtual" end
     return core.run(mode, ...)
+  end
+  if not callable(opts) then
+    argerror("run", 1, ("function expected, got %s"):format(type(opts)))
   end
   return core.run(mode, opts, ...)
 end
@@ -78,51 +81,44 @@ local function tasks_of(fname, items, n)
   return tasks
 end
 
--- A queue that receives each of 'tasks' as it finishes.
-local function completion_queue(tasks, n)
-  local q = queue()
-  for i = 1, n do notify(tasks[i], q) end
-  return q
-end
+-- A queue that receives each of tasks[1..n] as it finishes.
+local completion_queue = core.completion_queue
 
 local function cancel_all(tasks, n)
   for i = 1, n do tasks[i]:cancel() end
 end
 
+-- Take n finished tasks from q; stop at the first failure unless
+-- return_errors, and return that task.
+local function collect(q, n, return_errors)
+  local get = q.get
+  for _ = 1, n do
+    local t = get(q)
+    if not return_errors and failed(t) then return t end
+  end
+end
+
 -- gather(a, b, ...) or gather(list, {return_errors = true})
 function corun.gather(...)
-  local items, opts = pack(...), nil
+  local items, n, opts = pack(...), select("#", ...), nil
   local first = items[1]
-  if items.n <= 2 and type(first) == "table" and not callable(first) then
+  if n <= 2 and type(first) == "table" and not callable(first) then
     opts = items[2] or {}
     items = first
-    items.n = items.n or #items
+    n = #items
   end
-  local n = items.n
   local tasks = tasks_of("gather", items, n)
-  local return_errors = opts ~= nil and opts.return_errors
   local q = completion_queue(tasks, n)
-  for _ = 1, n do
-    local ok, t = pcall(q.get, q)
-    if not ok then  -- gather itself was cancelled: so are its children
-      cancel_all(tasks, n)
-      error(t, 0)
-    end
-    if not return_errors and failed(t) then
-      cancel_all(tasks, n)
-      t:result()  -- re-raises the failure
-    end
+  local ok, bad = pcall(collect, q, n, opts ~= nil and opts.return_errors)
+  if not ok then    -- gather itself was cancelled: so are its children
+    cancel_all(tasks, n)
+    error(bad, 0)
   end
-  local results = {}
-  for i = 1, n do
-    local t = tasks[i]
-    if failed(t) then
-      results[i] = error_of(t)
-    else
-      results[i] = t:result()
-    end
+  if bad then
+    cancel_all(tasks, n)
+    bad:result()    -- re-raises the failure
   end
-  return results
+  return core.firsts(tasks, n)
 end
 
 local function in_order(tasks, n, pick)
