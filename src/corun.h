@@ -49,13 +49,14 @@ enum { CR_OK, CR_TIMEOUT, CR_CANCELLED, CR_CLOSED };
 /* Task statuses ("running" is derived: loop->current == task). */
 enum { CR_PENDING, CR_DONE, CR_FAILED, CR_CANCELLED_ST };
 
-/* Uservalue slots of a task. */
+/* Uservalue slots of a task. The "aux" value is nil, the name (a string),
+** one done callback (not a table), or a table {name =, msg = cancel
+** message, traceback =, [i] = done callbacks}; it lives in CR_TUV_VALUE
+** while the task is alive and in CR_TUV_CO once it has finished. */
 enum {
-  CR_TUV_CO = 1,      /* the coroutine; the traceback string once failed */
-  CR_TUV_VALUE,       /* cancel message while alive; results or error after */
-  CR_TUV_AUX,         /* nil, the name (string), one done callback, or a
-                         table {name =, [i] = done callback} */
-  CR_TUV_N = CR_TUV_AUX
+  CR_TUV_CO = 1,      /* the coroutine while alive; then the aux value */
+  CR_TUV_VALUE,       /* the aux value while alive; then results or error */
+  CR_TUV_N = CR_TUV_VALUE
 };
 
 /* Uservalue slots of the loop. */
@@ -104,12 +105,18 @@ typedef struct cr_handle {
   cr_loop *loop;
 } cr_handle;
 
+typedef struct cr_refs {   /* keys of an anchor table */
+  int *free;                /* owned: keys free for reuse */
+  int nfree, n, cap;        /* free keys, keys ever used, free's size */
+} cr_refs;
+
 struct cr_loop {
   uv_loop_t uv;
   uv_timer_t timer;           /* armed to the earliest deadline when blocking */
   uv_signal_t sigint;         /* the runner's SIGINT watcher */
   cr_list ready;              /* FIFO of cr_sched: tasks and callbacks */
   cr_heap timers;             /* owned: min-heap of armed timers */
+  cr_refs refs[CR_LUV_N + 1]; /* anchor keys, by CR_LUV_* slot */
   cr_task *current;           /* the task being resumed, or NULL */
   cr_task *main;              /* the main task of the current run */
   unsigned seq;               /* timer arm counter */

@@ -14,6 +14,7 @@
 */
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -81,22 +82,35 @@ void cr_loop_pushanchors(lua_State *L, int slot) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &anchor_ref[slot]);
 }
 
+/* Anchor the value at 'idx' in table 'slot'; returns its key. Keys come
+** from a free list kept in C (one array per slot, grown by doubling), so
+** anchoring and unanchoring are one table store each. */
 int cr_loop_anchor(lua_State *L, cr_loop *lp, int slot, int idx) {
+  cr_refs *r = &lp->refs[slot];
   int ref;
-  (void)lp;
   idx = lua_absindex(L, idx);
+  if (r->nfree == 0 && r->cap == r->n) {  /* grow the free list first */
+    int cap = r->cap ? r->cap * 2 : 64;
+    int *v = (int *)realloc(r->free, cap * sizeof *v);
+    if (v == NULL) luaL_error(L, "not enough memory");
+    r->free = v;
+    r->cap = cap;
+  }
+  ref = r->nfree > 0 ? r->free[--r->nfree] : ++r->n;
   cr_loop_pushanchors(L, slot);
   lua_pushvalue(L, idx);
-  ref = luaL_ref(L, -2);
+  lua_rawseti(L, -2, ref);
   lua_pop(L, 1);
   return ref;
 }
 
 void cr_loop_unanchor(lua_State *L, cr_loop *lp, int slot, int ref) {
-  (void)lp;
+  cr_refs *r = &lp->refs[slot];
   cr_loop_pushanchors(L, slot);
-  luaL_unref(L, -1, ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, ref);
   lua_pop(L, 1);
+  r->free[r->nfree++] = ref;  /* cannot overflow: cap >= n >= nfree */
 }
 
 void cr_loop_pushanchored(lua_State *L, cr_loop *lp, int slot, int ref) {
@@ -352,6 +366,7 @@ void cr_handle_drop_all(lua_State *L, cr_loop *lp) {
   lua_pop(L, 1);
   lua_newtable(L);  /* a fresh table drops every anchor at once */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &anchor_ref[CR_LUV_HANDLES]);
+  lp->refs[CR_LUV_HANDLES].n = lp->refs[CR_LUV_HANDLES].nfree = 0;
 }
 
 /* }================================================================= */
@@ -374,6 +389,7 @@ static int loop_gc(lua_State *L) {
   uv_run(&lp->uv, UV_RUN_DEFAULT);
   uv_loop_close(&lp->uv);
   cr_heap_free(&lp->timers);
+  for (int i = 0; i <= CR_LUV_N; i++) free(lp->refs[i].free);
   return 0;
 }
 

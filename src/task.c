@@ -46,10 +46,13 @@ int cr_pushcancelled(lua_State *L, int msgidx) {
   return 1;
 }
 
+static int auxfield(lua_State *L, cr_task *t, int tidx, const char *k);
+static void auxtable(lua_State *L, cr_task *t, int tidx);
+
 static int raisecancelled(lua_State *L, cr_task *t) {
   t->cancel_pending = 0;
   pushtask(L, t);
-  lua_getiuservalue(L, -1, CR_TUV_VALUE);
+  auxfield(L, t, lua_gettop(L), "msg");
   cr_pushcancelled(L, -1);
   return lua_error(L);
 }
@@ -177,9 +180,10 @@ int cr_task_cancel(lua_State *L, cr_task *t, int msgidx) {
   if (t->ncancel++ == 0 && L != NULL && msgidx != 0) {
     msgidx = lua_absindex(L, msgidx);
     pushtask(L, t);
+    auxtable(L, t, lua_gettop(L));
     lua_pushvalue(L, msgidx);
-    lua_setiuservalue(L, -2, CR_TUV_VALUE);
-    lua_pop(L, 1);
+    lua_setfield(L, -2, "msg");
+    lua_pop(L, 2);
   }
   if (parked(t) && t->loop->current != t)
     cr_task_wake(t, CR_CANCELLED);
@@ -245,10 +249,15 @@ static int isauxtable(lua_State *L, int idx) {
   return 0;  /* a callable table used as a callback */
 }
 
-/* Push the aux table of task 'tidx', converting the slot to one. */
-static void auxtable(lua_State *L, int tidx) {
+static int auxslot(cr_task *t) {
+  return t->status == CR_PENDING ? CR_TUV_VALUE : CR_TUV_CO;
+}
+
+/* Push the aux table of task 't' (userdata at 'tidx'), converting the aux
+** value into one. */
+static void auxtable(lua_State *L, cr_task *t, int tidx) {
   int aux;
-  lua_getiuservalue(L, tidx, CR_TUV_AUX);
+  lua_getiuservalue(L, tidx, auxslot(t));
   aux = lua_gettop(L);
   if (isauxtable(L, aux)) return;
   lua_createtable(L, 1, 1);
@@ -262,66 +271,82 @@ static void auxtable(lua_State *L, int tidx) {
   }
   lua_replace(L, aux);
   lua_pushvalue(L, aux);
-  lua_setiuservalue(L, tidx, CR_TUV_AUX);
+  lua_setiuservalue(L, tidx, auxslot(t));
+}
+
+/* Push field 'k' of the aux table of 't', or nil. */
+static int auxfield(lua_State *L, cr_task *t, int tidx, const char *k) {
+  int top = lua_gettop(L);
+  lua_getiuservalue(L, tidx, auxslot(t));
+  if (isauxtable(L, top + 1) && lua_getfield(L, top + 1, k) != LUA_TNIL) {
+    lua_remove(L, top + 1);
+    return lua_type(L, -1);
+  }
+  lua_settop(L, top);
+  lua_pushnil(L);
+  return LUA_TNIL;
 }
 
 static void pushname(lua_State *L, cr_task *t, int tidx) {
   int top = lua_gettop(L);
-  if (lua_getiuservalue(L, tidx, CR_TUV_AUX) == LUA_TSTRING) return;
-  if (isauxtable(L, top + 1) &&
-      lua_getfield(L, top + 1, "name") == LUA_TSTRING) {
-    lua_remove(L, top + 1);
-    return;
-  }
+  if (lua_getiuservalue(L, tidx, auxslot(t)) == LUA_TSTRING) return;
   lua_settop(L, top);
+  if (auxfield(L, t, tidx, "name") == LUA_TSTRING) return;
+  lua_pop(L, 1);
   lua_pushfstring(L, "task-%d", (int)t->id);
 }
 
 /* Set the name of task 'tidx' to the string on top (popped). */
 void cr_task_setname(lua_State *L, int tidx) {
+  cr_task *t = (cr_task *)lua_touserdata(L, tidx);
+  int slot = auxslot(t);
   tidx = lua_absindex(L, tidx);
-  if (lua_getiuservalue(L, tidx, CR_TUV_AUX) <= LUA_TNIL ||
+  if (lua_getiuservalue(L, tidx, slot) <= LUA_TNIL ||
       lua_type(L, -1) == LUA_TSTRING) {
     lua_pop(L, 1);
-    lua_setiuservalue(L, tidx, CR_TUV_AUX);
+    lua_setiuservalue(L, tidx, slot);
     return;
   }
   lua_pop(L, 1);
-  auxtable(L, tidx);
+  auxtable(L, t, tidx);
   lua_insert(L, -2);
   lua_setfield(L, -2, "name");
   lua_pop(L, 1);
 }
 
-/* Add the done callback on top (popped) to task 'tidx'. */
-static void adddonecb(lua_State *L, int tidx) {
-  int type = lua_getiuservalue(L, tidx, CR_TUV_AUX);
+/* Add the done callback on top (popped) to unfinished task 'tidx'. */
+static void adddonecb(lua_State *L, cr_task *t, int tidx) {
+  int type = lua_getiuservalue(L, tidx, CR_TUV_VALUE);
   lua_pop(L, 1);
-  if (type == LUA_TNIL && !isauxtable(L, -1) && !lua_istable(L, -1)) {
-    lua_setiuservalue(L, tidx, CR_TUV_AUX);
+  if (type == LUA_TNIL && !lua_istable(L, -1)) {
+    lua_setiuservalue(L, tidx, CR_TUV_VALUE);
     return;
   }
-  auxtable(L, tidx);
+  auxtable(L, t, tidx);
   lua_insert(L, -2);
   lua_rawseti(L, -2, luaL_len(L, -2) + 1);
   lua_pop(L, 1);
 }
 
-/* Push the done callbacks of task 'tidx' (nil, one, or an aux table whose
-** list part is taken), leaving only the name behind. */
-static void takedonecbs(lua_State *L, int tidx) {
-  int type = lua_getiuservalue(L, tidx, CR_TUV_AUX);
-  if (type == LUA_TNIL || type == LUA_TSTRING) {
-    lua_pop(L, 1);
+/* A task is finishing: push its done callbacks (nil, one, or the aux
+** table, whose list part is theirs) and then what of the aux value stays:
+** the name, or with a traceback (not nil) a table {name =, traceback =}. */
+static void splitaux(lua_State *L, int tidx, int tb) {
+  int type = lua_getiuservalue(L, tidx, CR_TUV_VALUE);
+  if (type == LUA_TSTRING) {
     lua_pushnil(L);
+    lua_insert(L, -2);
   }
-  else if (isauxtable(L, -1)) {
+  else if (isauxtable(L, -1))
     lua_getfield(L, -1, "name");
-    lua_setiuservalue(L, tidx, CR_TUV_AUX);
-  }
-  else {
+  else
     lua_pushnil(L);
-    lua_setiuservalue(L, tidx, CR_TUV_AUX);
+  if (!lua_isnil(L, tb)) {
+    lua_createtable(L, 0, 2);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "name");
+    lua_pushvalue(L, tb);
+    lua_setfield(L, -2, "traceback");
   }
 }
 
@@ -348,11 +373,15 @@ static void notify(lua_State *L, cr_loop *lp, int cbidx, int tidx) {
 }
 
 /* The task at 'tidx' has ended with 'status'. On top of L: its value
-** (results or error object), then what replaces the coroutine in its
-** uservalue (nil, or the traceback of a non-string error). */
+** (results or error object), then nil or the traceback of a non-string
+** error. Both are popped. */
 static void finish(lua_State *L, cr_loop *lp, cr_task *t, int tidx,
                    int status) {
-  lua_setiuservalue(L, tidx, CR_TUV_CO);
+  int tb = lua_gettop(L), value = tb - 1, cbs;
+  splitaux(L, tidx, tb);                      /* cbs, aux */
+  cbs = lua_gettop(L) - 1;
+  lua_setiuservalue(L, tidx, CR_TUV_CO);      /* drops the coroutine */
+  lua_pushvalue(L, value);
   lua_setiuservalue(L, tidx, CR_TUV_VALUE);
   t->co = NULL;
   t->status = (unsigned char)status;
@@ -370,9 +399,8 @@ static void finish(lua_State *L, cr_loop *lp, cr_task *t, int tidx,
     cr_list *n = cr_list_head(&t->joiners);
     cr_task_wake(cr_container_of(n, cr_task, wnode), CR_OK);
   }
-  takedonecbs(L, tidx);
-  notify(L, lp, lua_gettop(L), tidx);
-  lua_pop(L, 1);
+  notify(L, lp, cbs, tidx);
+  lua_settop(L, value - 1);
 }
 
 /* Move the 'nres' results of a finished coroutine to L as one value: nil,
@@ -446,7 +474,7 @@ void cr_task_dispatch(lua_State *L, cr_loop *lp, cr_task *t) {
     if (t->cancel_pending) {  /* cancelled before it ever ran */
       pushtask(L, t);
       tidx = lua_gettop(L);
-      lua_getiuservalue(L, tidx, CR_TUV_VALUE);
+      auxfield(L, t, tidx, "msg");
       cr_pushcancelled(L, -1);
       lua_remove(L, -2);
       lua_pushnil(L);
@@ -529,7 +557,7 @@ static void report(lua_State *L, cr_task *t, int tidx) {
   luaL_tolstring(L, -1, NULL);
   fprintf(stderr, "corun: task '%s' failed: %s\n", lua_tostring(L, top + 1),
           lua_tostring(L, -1));
-  if (lua_getiuservalue(L, tidx, CR_TUV_CO) == LUA_TSTRING)
+  if (auxfield(L, t, tidx, "traceback") == LUA_TSTRING)
     fprintf(stderr, "%s\n", lua_tostring(L, -1));
   fflush(stderr);
   lua_settop(L, top);
@@ -736,7 +764,7 @@ static int adddone(lua_State *L, cr_task *t) {
     notify(L, cr_loop_get(L), 2, 1);
     return 0;
   }
-  adddonecb(L, 1);
+  adddonecb(L, t, 1);
   return 0;
 }
 
@@ -763,7 +791,7 @@ void cr_task_notify(lua_State *L, int tidx, int qidx) {
     cr_queue_offer(L, qidx, tidx);
   else {
     lua_pushvalue(L, qidx);
-    adddonecb(L, tidx);
+    adddonecb(L, t, tidx);
   }
 }
 

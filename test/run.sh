@@ -34,8 +34,12 @@ stage "C unit tests"
 if ctest --test-dir build --output-on-failure >/dev/null 2>&1; then ok "ctest"
 else ctest --test-dir build --output-on-failure; bad "ctest"; fi
 
-stage "specs"
+# The specs and the lua5.4 processes they start load corun from the tree.
+export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/spec/?.lua;;"
+export LUA_CPATH="$ROOT/build/?.so;;"
 export CORUN_BIN="$ROOT/build/bin/corun"
+
+stage "specs"
 busted_stage "specs" lua5.4 /usr/bin/busted
 
 stage "examples"
@@ -52,7 +56,7 @@ stage "rock: luarocks make, pack and install (offline)"
 if bash test/rock.sh; then ok "rock"; else bad "rock"; fi
 
 stage "specs under AddressSanitizer + UndefinedBehaviorSanitizer"
-CORUN_BIN="$ROOT/build-asan/bin/corun" \
+LUA_CPATH="$ROOT/build-asan/?.so;;" CORUN_BIN="$ROOT/build-asan/bin/corun" \
 LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
