@@ -9,8 +9,13 @@
 local core = require "corun.core"
 
 local corun = {}
-for k, v in pairs(core) do corun[k] = v end
-corun.version = core.version
+for _, name in ipairs {
+  "version", "time", "stop", "call_soon", "call_later", "call_at",
+  "spawn", "sleep", "current", "tasks", "is_cancelled", "is_timeout",
+  "queue", "lifo_queue",
+} do
+  corun[name] = core[name]
+end
 
 local spawn, current, queue = core.spawn, core.current, core.queue
 local notify, time = core.notify, core.time
