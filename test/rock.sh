@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# test/rock.sh: the rock installs and works without any network:
+# test/rock.sh: corun installs and works without any network:
 # `luarocks make` from the checkout, then a source rock made from the
 # checkout (a file:// tarball), packed and installed into a temporary tree;
-# plain lua5.4 requires corun from that tree and its corun runner runs.
+# plain lua5.4 requires corun from that tree and its corun runner runs; and
+# `cmake --install` (what `make install` runs) into a temporary prefix.
 set -eu
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
@@ -35,4 +36,13 @@ sed -e "s|^  url = .*|  url = \"file://$tmp/corun.tar.gz\",|" \
 $LR --tree "$tmp/tree" install "$tmp/corun-scm-1.src.rock" >"$tmp/install.log" 2>&1 ||
   { cat "$tmp/install.log"; exit 1; }
 check "$tmp/tree"
-echo "rock: make and install both work"
+# 3. make install's CMake install, into a prefix of our own
+cmake --install build --prefix "$tmp/prefix" >/dev/null
+got=$(LUA_PATH="$tmp/prefix/share/lua/5.4/?.lua;$tmp/prefix/share/lua/5.4/?/init.lua" \
+      LUA_CPATH="$tmp/prefix/lib/lua/5.4/?.so" lua5.4 -e '
+  local corun = require "corun"
+  print(corun.run(function() corun.sleep(0.01) return "prefix ok" end))')
+[ "$got" = "prefix ok" ] || { echo "cmake --install: '$got'"; exit 1; }
+got=$("$tmp/prefix/bin/corun" -e 'print(package.searchpath("corun", package.path))')
+case "$got" in "$tmp/prefix/"*) ;; *) echo "installed runner loads $got"; exit 1;; esac
+echo "rock: luarocks make, luarocks install and cmake --install all work"
