@@ -59,6 +59,7 @@ LUA_API int luaopen_corun_core(lua_State *L) {
   cr_loop_open_lib(L);
   cr_task_open_lib(L);
   cr_queue_open_lib(L);
+  cr_sync_open_lib(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -44,7 +44,7 @@
 enum { CR_SCHED_TASK, CR_SCHED_CALLBACK };
 
 /* Outcomes a parked task is woken with. */
-enum { CR_OK, CR_TIMEOUT, CR_CANCELLED, CR_CLOSED };
+enum { CR_OK, CR_TIMEOUT, CR_CANCELLED, CR_CLOSED, CR_BROKEN };
 
 /* Task statuses ("running" is derived: loop->current == task). */
 enum { CR_PENDING, CR_DONE, CR_FAILED, CR_CANCELLED_ST };
@@ -86,6 +86,7 @@ typedef struct cr_task {
   unsigned char yielded;      /* the last yield came from a corun park */
   unsigned char cancel_pending; /* Cancelled still to be delivered */
   unsigned char retrieved;    /* its error was re-raised or reported */
+  unsigned char shielded;     /* parked where cancellation must wait */
   cr_list wnode;              /* in a primitive's wait list while parked */
   cr_list joiners;            /* tasks parked in join on this one */
   lua_State *co;              /* the coroutine, owned via uservalue CR_TUV_CO */
@@ -175,6 +176,9 @@ void cr_handle_drop_all(lua_State *L, cr_loop *lp);
 int cr_queue_offer(lua_State *L, int qidx, int vidx);
 int cr_queue_test(lua_State *L, int idx);
 void cr_queue_open_lib(lua_State *L);
+
+/* sync.c */
+void cr_sync_open_lib(lua_State *L);
 
 /* core.c */
 extern const char cr_task_mtkey, cr_queue_mtkey;  /* registry keys */

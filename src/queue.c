@@ -1,8 +1,11 @@
 /*
 ** queue.c
-** Task-level queues: FIFO and LIFO, bounded or not, with task_done/join
-** and close. Items live in a ring (a Lua table in uservalue 1, slots
-** 1..cap) that grows by doubling.
+** Task-level queues: FIFO, LIFO and priority, bounded or not, with
+** task_done/join and close. FIFO and LIFO items live in a ring (a Lua table
+** in uservalue 1, slots 1..cap) that grows by doubling; priority items in a
+** binary min-heap in the same table (slots 1..n), ordered by the function
+** in uservalue 2 (or '<'). Heap operations make every comparison before
+** they move anything, so a comparator that raises loses no item.
 **
 ** Invariants:
 ** - Getters wait only while the queue is empty; putters only while full.
@@ -20,7 +23,7 @@
 
 #include "corun.h"
 
-enum { CR_FIFO, CR_LIFO };
+enum { CR_FIFO, CR_LIFO, CR_PRIO };
 
 typedef struct cr_queue {
   cr_loop *loop;
@@ -77,8 +80,98 @@ static void grow(lua_State *L, cr_queue *q, int qidx) {
   q->cap = cap;
 }
 
+/* {=================================================================
+** The heap (priority queues)
+** ================================================================== */
+
+/* Is the value at 'a' less than the one at 'b'? May raise. */
+static int less(lua_State *L, int qidx, int a, int b) {
+  int r;
+  a = lua_absindex(L, a);
+  b = lua_absindex(L, b);
+  if (lua_getiuservalue(L, qidx, 2) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return lua_compare(L, a, b, LUA_OPLT);
+  }
+  lua_pushvalue(L, a);
+  lua_pushvalue(L, b);
+  lua_call(L, 2, 1);
+  r = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+/* Insert the value on top (popped) into the heap in table 'ring'. */
+static void heap_push(lua_State *L, cr_queue *q, int qidx, int ring) {
+  int v = lua_gettop(L), i = q->n + 1, p;
+  while (i > 1) {  /* find the slot first: comparisons may raise */
+    p = i / 2;
+    lua_rawgeti(L, ring, p);
+    if (!less(L, qidx, v, lua_gettop(L))) {
+      lua_pop(L, 1);
+      break;
+    }
+    lua_pop(L, 1);
+    i = p;
+  }
+  for (p = q->n + 1; p > i; p /= 2) {  /* then move the parents down */
+    lua_rawgeti(L, ring, p / 2);
+    lua_rawseti(L, ring, p);
+  }
+  lua_rawseti(L, ring, i);
+  q->n++;
+}
+
+/* Remove the least item of the heap in table 'ring' and push it. */
+static void heap_pop(lua_State *L, cr_queue *q, int qidx, int ring) {
+  int path[64], depth = 0, i = 1, n = q->n, last;
+  lua_rawgeti(L, ring, n);
+  last = lua_gettop(L);
+  for (;;) {  /* the path the last item sinks along, before moving any */
+    int c = 2 * i;
+    if (c >= n) break;
+    lua_rawgeti(L, ring, c);
+    if (c + 1 < n) {
+      lua_rawgeti(L, ring, c + 1);
+      if (less(L, qidx, -1, -2)) {
+        c++;
+        lua_remove(L, -2);
+      }
+      else
+        lua_pop(L, 1);
+    }
+    if (!less(L, qidx, -1, last)) {
+      lua_pop(L, 1);
+      break;
+    }
+    lua_pop(L, 1);
+    path[depth++] = c;
+    i = c;
+  }
+  lua_rawgeti(L, ring, 1);  /* the result */
+  lua_insert(L, last);
+  for (i = 0; i < depth; i++) {
+    lua_rawgeti(L, ring, path[i]);
+    lua_rawseti(L, ring, i > 0 ? path[i - 1] : 1);
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, ring, n);
+  if (n > 1) lua_rawseti(L, ring, depth > 0 ? path[depth - 1] : 1);
+  else lua_pop(L, 1);
+  q->n--;
+}
+
+/* }================================================================= */
+
 /* Append the value on top of L (popped). */
 static void store(lua_State *L, cr_queue *q, int qidx) {
+  if (q->kind == CR_PRIO) {
+    lua_getiuservalue(L, qidx, 1);
+    lua_insert(L, -2);
+    heap_push(L, q, qidx, lua_gettop(L) - 1);
+    lua_pop(L, 1);
+    return;
+  }
   if (q->n == q->cap) grow(L, q, qidx);
   lua_getiuservalue(L, qidx, 1);
   lua_insert(L, -2);
@@ -89,8 +182,14 @@ static void store(lua_State *L, cr_queue *q, int qidx) {
 
 /* Remove the next item and push it. */
 static void take(lua_State *L, cr_queue *q, int qidx) {
-  int slot = q->kind == CR_LIFO ? (q->head + q->n - 1) % q->cap
-                                : q->head;
+  int slot;
+  if (q->kind == CR_PRIO) {
+    lua_getiuservalue(L, qidx, 1);
+    heap_pop(L, q, qidx, lua_gettop(L));
+    lua_remove(L, -2);
+    return;
+  }
+  slot = q->kind == CR_LIFO ? (q->head + q->n - 1) % q->cap : q->head;
   lua_getiuservalue(L, qidx, 1);
   lua_rawgeti(L, -1, slot + 1);
   lua_pushnil(L);
@@ -118,14 +217,17 @@ static void handoff(lua_State *L, cr_queue *q, int vidx) {
   cr_task_wake(g, CR_OK);
 }
 
-/* A slot is free: move the first parked putter's item into the queue. */
-static void refill(lua_State *L, cr_queue *q, int qidx) {
+/* A slot is free ('extra': or will be): move the first parked putter's
+** item into the queue. */
+static void refill(lua_State *L, cr_queue *q, int qidx, int extra) {
   cr_task *p;
-  if (cr_list_empty(&q->putters) || isfull(q)) return;
+  if (cr_list_empty(&q->putters) ||
+      (q->maxsize > 0 && q->n >= q->maxsize + extra))
+    return;
   p = first(&q->putters);
   lua_pushvalue(p->co, ITEM_ARG);
   lua_xmove(p->co, L, 1);
-  store(L, q, qidx);
+  store(L, q, qidx);  /* may raise (a comparator): then nothing moved */
   q->unfinished++;
   cr_task_wake(p, CR_OK);
 }
@@ -156,8 +258,13 @@ int cr_queue_offer(lua_State *L, int qidx, int vidx) {
 /* get_nowait: pushes an item and returns 1, or pushes nil,why. */
 static int poll(lua_State *L, cr_queue *q, int qidx) {
   if (q->n > 0) {
+    if (q->kind == CR_PRIO) {  /* the putter's item may be the least */
+      refill(L, q, qidx, 1);
+      take(L, q, qidx);
+      return 1;
+    }
     take(L, q, qidx);
-    refill(L, q, qidx);
+    refill(L, q, qidx, 0);
     return 1;
   }
   return pushfail(L, q->closed ? "closed" : "empty");
@@ -326,7 +433,8 @@ static int queue_tostring(lua_State *L) {
 /* Push a new queue with room for 'cap' items before its ring grows. */
 static cr_queue *pushqueue(lua_State *L, int kind, lua_Integer maxsize,
                            int cap) {
-  cr_queue *q = (cr_queue *)lua_newuserdatauv(L, sizeof *q, 1);
+  cr_queue *q = (cr_queue *)lua_newuserdatauv(L, sizeof *q,
+                                              kind == CR_PRIO ? 2 : 1);
   memset(q, 0, sizeof *q);
   q->loop = cr_loop_get(L);
   q->kind = kind;
@@ -374,10 +482,23 @@ static int queue_new_lifo(lua_State *L) {
   return newqueue(L, CR_LIFO, "lifo_queue");
 }
 
+/* priority_queue([maxsize], [less]) */
+static int queue_new_prio(lua_State *L) {
+  if (!lua_isnoneornil(L, 2) && !lua_isfunction(L, 2) &&
+      luaL_getmetafield(L, 2, "__call") == 0)
+    luaL_typeerror(L, 2, "function");
+  lua_settop(L, 2);
+  newqueue(L, CR_PRIO, "priority_queue");
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 2);
+  return 1;
+}
+
 void cr_queue_open_lib(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"queue", queue_new},
     {"lifo_queue", queue_new_lifo},
+    {"priority_queue", queue_new_prio},
     {"completion_queue", queue_completion},
     {NULL, NULL}
   };

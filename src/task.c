@@ -136,7 +136,7 @@ cr_task *cr_task_enter(lua_State *L, cr_loop *lp, const char *fname) {
 ** 'return cr_task_park(...)'. A pending cancellation is raised instead. */
 int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
                  lua_KContext ctx, lua_KFunction k) {
-  if (t->cancel_pending) return raisecancelled(L, t);
+  if (t->cancel_pending && !t->shielded) return raisecancelled(L, t);
   t->outcome = CR_OK;
   if (timeout >= 0 && cr_loop_arm(t->loop, &t->timer, timeout) != 0)
     return luaL_error(L, "not enough memory");
@@ -185,7 +185,7 @@ int cr_task_cancel(lua_State *L, cr_task *t, int msgidx) {
     lua_setfield(L, -2, "msg");
     lua_pop(L, 2);
   }
-  if (parked(t) && t->loop->current != t)
+  if (parked(t) && !t->shielded && t->loop->current != t)
     cr_task_wake(t, CR_CANCELLED);
   else
     t->cancel_pending = 1;

@@ -12,7 +12,9 @@ local corun = {}
 for _, name in ipairs {
   "version", "time", "stop", "call_soon", "call_later", "call_at",
   "spawn", "sleep", "current", "tasks", "is_cancelled", "is_timeout",
-  "queue", "lifo_queue",
+  "queue", "lifo_queue", "priority_queue",
+  "lock", "rlock", "semaphore", "bounded_semaphore", "event", "condition",
+  "barrier",
 } do
   corun[name] = core[name]
 end
@@ -254,6 +256,37 @@ function corun.group(body)
   if err ~= nil then error(err, 0) end
   return unpack(res, 2, res.n)
 end
+
+--[[ with: run fn holding a lock, a semaphore or a condition's lock ]]
+
+local function with(self, fn, ...)
+  if not callable(fn) then argerror("with", 1, "function expected") end
+  self:acquire()
+  local res = pack(pcall(fn, ...))
+  self:release()
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n)
+end
+
+for _, make in ipairs { core.lock, core.semaphore, core.condition } do
+  getmetatable(make()).__index.with = with
+end
+
+-- condition:wait_for(pred, [timeout]): wait until pred() is true; returns
+-- its value, or nil, "timeout". The lock must be held, as for wait.
+local function wait_for(self, pred, timeout)
+  if not callable(pred) then argerror("wait_for", 1, "function expected") end
+  check_timeout("wait_for", 2, timeout)
+  local deadline = timeout and time() + timeout
+  local r = pred()
+  while not r do
+    local ok, why = self:wait(deadline and math.max(0, deadline - time()))
+    r = pred()
+    if not ok and not r then return nil, why end
+  end
+  return r
+end
+getmetatable(core.condition()).__index.wait_for = wait_for
 
 --[[ introspection ]]
 

@@ -1,0 +1,696 @@
+/*
+** sync.c
+** Task-level synchronisation: lock and rlock, semaphore and
+** bounded_semaphore, event, condition, barrier. Each is a userdata holding
+** its state and an intrusive FIFO list of parked tasks; parking and waking
+** allocate nothing.
+**
+** Fairness: waiters are served in arrival order, by hand-off. Releasing a
+** lock (or a semaphore) with waiters gives it directly to the first one, so
+** a task that releases and re-acquires at once queues behind them.
+** Cancellation: a task handed a lock or a permit keeps it (it gets
+** Cancelled at its next suspension). A condition wait re-acquires its lock
+** before returning, also when cancelled; a notification that reaches a
+** task being cancelled is passed on to the next waiter. A barrier wait that
+** times out or is cancelled breaks the barrier for the others.
+*/
+
+#include <string.h>
+#include <math.h>
+
+#include "corun.h"
+
+#define CR_LOCK_MAGIC    0x7a5c0010u
+#define CR_SEM_MAGIC     0x7a5c0011u
+#define CR_EVENT_MAGIC   0x7a5c0012u
+#define CR_COND_MAGIC    0x7a5c0013u
+#define CR_BARRIER_MAGIC 0x7a5c0014u
+
+#define CR_LOCK_MT    "corun.lock"
+#define CR_SEM_MT     "corun.semaphore"
+#define CR_EVENT_MT   "corun.event"
+#define CR_COND_MT    "corun.condition"
+#define CR_BARRIER_MT "corun.barrier"
+
+typedef struct cr_lock {
+  cr_loop *loop;
+  cr_list waiters;
+  cr_task *owner;               /* NULL when free */
+  lua_Integer depth;            /* acquisitions by the owner (rlock) */
+  int reentrant;
+  unsigned magic;
+} cr_lock;
+
+typedef struct cr_sem {
+  cr_loop *loop;
+  cr_list waiters;
+  lua_Integer value;
+  lua_Integer bound;            /* bounded: the initial value; else -1 */
+  unsigned magic;
+} cr_sem;
+
+typedef struct cr_event {
+  cr_loop *loop;
+  cr_list waiters;
+  int set;
+  unsigned magic;
+} cr_event;
+
+typedef struct cr_cond {
+  cr_loop *loop;
+  cr_list waiters;
+  cr_lock *lock;                /* owned via uservalue 1 */
+  unsigned magic;
+} cr_cond;
+
+typedef struct cr_barrier {
+  cr_loop *loop;
+  cr_list waiters;
+  lua_Integer parties;
+  lua_Integer count;            /* arrived in this round */
+  int broken;
+  unsigned magic;
+} cr_barrier;
+
+#define CHECK(name, type, magicv, mt) \
+  static type *name(lua_State *L, int idx) { \
+    type *p = cr_testobj(L, idx, type, magicv); \
+    if (p == NULL) luaL_typeerror(L, idx, mt); \
+    return p; \
+  }
+
+CHECK(checklock, cr_lock, CR_LOCK_MAGIC, CR_LOCK_MT)
+CHECK(checksem, cr_sem, CR_SEM_MAGIC, CR_SEM_MT)
+CHECK(checkevent, cr_event, CR_EVENT_MAGIC, CR_EVENT_MT)
+CHECK(checkcond, cr_cond, CR_COND_MAGIC, CR_COND_MT)
+CHECK(checkbarrier, cr_barrier, CR_BARRIER_MAGIC, CR_BARRIER_MT)
+
+/* {=================================================================
+** Shared pieces
+** ================================================================== */
+
+static cr_task *first(cr_list *waiters) {
+  return cr_container_of(cr_list_head(waiters), cr_task, wnode);
+}
+
+static void wakeall(cr_list *waiters, int outcome) {
+  while (!cr_list_empty(waiters)) cr_task_wake(first(waiters), outcome);
+}
+
+static double opttimeout(lua_State *L, int arg) {
+  double d;
+  if (lua_isnoneornil(L, arg)) return -1;
+  d = luaL_checknumber(L, arg);
+  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
+  return d;
+}
+
+static int pushtrue(lua_State *L) {
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int pushfail(lua_State *L, const char *why) {
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+/* The outcome of a plain wait: true, nil,"timeout" or nil,"broken"; a
+** hold() returns its object instead of true. */
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_task *t = cr_loop_get(L)->current;
+  (void)status;
+  switch (cr_task_outcome(L, t)) {
+    case CR_TIMEOUT: return pushfail(L, "timeout");
+    case CR_BROKEN: return pushfail(L, "broken");
+    default:
+      if (ctx == 'h') {
+        lua_settop(L, 1);
+        return 1;
+      }
+      return pushtrue(L);
+  }
+}
+
+/* The value of 'n' (argument 'arg'), an integer >= 'min'. */
+static lua_Integer checkcount(lua_State *L, int arg, lua_Integer min,
+                              const char *fname) {
+  lua_Integer n;
+  if (!lua_isinteger(L, arg)) {
+    lua_Number x = luaL_checknumber(L, arg);
+    if (x != floor(x)) luaL_argerror(L, arg, "number must be an integer");
+    luaL_checkinteger(L, arg);
+  }
+  n = lua_tointeger(L, arg);
+  if (n < min)
+    luaL_error(L, "bad argument #%d to '%s' (must be >= %d)", arg, fname,
+               (int)min);
+  return n;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** lock and rlock
+** ================================================================== */
+
+/* Give the lock to the first waiter, or free it. */
+static void lock_handoff(cr_lock *k) {
+  cr_task *t;
+  if (cr_list_empty(&k->waiters)) {
+    k->owner = NULL;
+    k->depth = 0;
+    return;
+  }
+  t = first(&k->waiters);
+  k->owner = t;
+  k->depth = 1;
+  cr_task_wake(t, CR_OK);
+}
+
+/* Acquire for the running task 'me'; returns 1 when it got the lock at
+** once, 0 when it must wait. */
+static int lock_try(lua_State *L, cr_lock *k, cr_task *me) {
+  if (k->owner == NULL) {
+    k->owner = me;
+    k->depth = 1;
+    return 1;
+  }
+  if (k->owner != me) return 0;
+  if (!k->reentrant)
+    luaL_error(L, "acquire: this task already holds the lock (a corun.rlock "
+                  "can be acquired again by its owner)");
+  k->depth++;
+  return 1;
+}
+
+static int lock_acquire_(lua_State *L, int ctx, const char *fname) {
+  cr_lock *k = checklock(L, 1);
+  double timeout = ctx == 'h' ? -1 : opttimeout(L, 2);
+  cr_task *me = cr_task_enter(L, k->loop, fname);
+  if (lock_try(L, k, me)) {
+    lua_settop(L, 1);
+    return ctx == 'h' ? 1 : pushtrue(L);
+  }
+  lua_settop(L, 1);
+  return cr_task_park(L, me, &k->waiters, timeout, ctx, wait_k);
+}
+
+static int lock_acquire(lua_State *L) {
+  return lock_acquire_(L, 'a', "acquire");
+}
+
+static int lock_hold(lua_State *L) {
+  return lock_acquire_(L, 'h', "hold");
+}
+
+static void lock_release_(lua_State *L, cr_lock *k) {
+  cr_task *me = k->loop->current;
+  if (k->owner == NULL)
+    luaL_error(L, "release: the lock is not held");
+  if (k->owner != me)
+    luaL_error(L, "release: the lock is held by another task");
+  if (--k->depth == 0) lock_handoff(k);
+}
+
+static int lock_release(lua_State *L) {
+  lock_release_(L, checklock(L, 1));
+  return 0;
+}
+
+static int lock_locked(lua_State *L) {
+  lua_pushboolean(L, checklock(L, 1)->owner != NULL);
+  return 1;
+}
+
+static int lock_tostring(lua_State *L) {
+  cr_lock *k = checklock(L, 1);
+  lua_pushfstring(L, "corun.%s (%s): %p", k->reentrant ? "rlock" : "lock",
+                  k->owner ? "locked" : "unlocked", (void *)k);
+  return 1;
+}
+
+static cr_lock *newlock(lua_State *L, int reentrant) {
+  cr_lock *k = (cr_lock *)lua_newuserdatauv(L, sizeof *k, 0);
+  memset(k, 0, sizeof *k);
+  k->loop = cr_loop_get(L);
+  k->reentrant = reentrant;
+  k->magic = CR_LOCK_MAGIC;
+  cr_list_init(&k->waiters);
+  luaL_setmetatable(L, CR_LOCK_MT);
+  return k;
+}
+
+static int sync_lock(lua_State *L) {
+  newlock(L, 0);
+  return 1;
+}
+
+static int sync_rlock(lua_State *L) {
+  newlock(L, 1);
+  return 1;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** semaphore and bounded_semaphore
+** ================================================================== */
+
+static int sem_acquire_(lua_State *L, int ctx, const char *fname) {
+  cr_sem *s = checksem(L, 1);
+  double timeout = ctx == 'h' ? -1 : opttimeout(L, 2);
+  cr_task *me;
+  if (s->value > 0) {  /* then nobody waits: permits are handed off */
+    s->value--;
+    lua_settop(L, 1);
+    return ctx == 'h' ? 1 : pushtrue(L);
+  }
+  me = cr_task_enter(L, s->loop, fname);
+  lua_settop(L, 1);
+  return cr_task_park(L, me, &s->waiters, timeout, ctx, wait_k);
+}
+
+static int sem_acquire(lua_State *L) {
+  return sem_acquire_(L, 'a', "acquire");
+}
+
+static int sem_hold(lua_State *L) {
+  return sem_acquire_(L, 'h', "hold");
+}
+
+static int sem_release(lua_State *L) {
+  cr_sem *s = checksem(L, 1);
+  if (!cr_list_empty(&s->waiters))
+    cr_task_wake(first(&s->waiters), CR_OK);
+  else if (s->bound >= 0 && s->value >= s->bound)
+    return luaL_error(L, "release: bounded semaphore released too many "
+                         "times");
+  else
+    s->value++;
+  return 0;
+}
+
+static int sem_value(lua_State *L) {
+  lua_pushinteger(L, checksem(L, 1)->value);
+  return 1;
+}
+
+static int sem_tostring(lua_State *L) {
+  cr_sem *s = checksem(L, 1);
+  lua_pushfstring(L, "corun.%ssemaphore (value %d): %p",
+                  s->bound >= 0 ? "bounded_" : "", (int)s->value, (void *)s);
+  return 1;
+}
+
+static int newsem(lua_State *L, int bounded, const char *fname) {
+  lua_Integer n = lua_isnoneornil(L, 1) ? 1 : checkcount(L, 1, 0, fname);
+  cr_sem *s = (cr_sem *)lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  s->loop = cr_loop_get(L);
+  s->value = n;
+  s->bound = bounded ? n : -1;
+  s->magic = CR_SEM_MAGIC;
+  cr_list_init(&s->waiters);
+  luaL_setmetatable(L, CR_SEM_MT);
+  return 1;
+}
+
+static int sync_semaphore(lua_State *L) {
+  return newsem(L, 0, "semaphore");
+}
+
+static int sync_bounded_semaphore(lua_State *L) {
+  return newsem(L, 1, "bounded_semaphore");
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** event
+** ================================================================== */
+
+static int event_set(lua_State *L) {
+  cr_event *e = checkevent(L, 1);
+  e->set = 1;
+  wakeall(&e->waiters, CR_OK);
+  return 0;
+}
+
+static int event_clear(lua_State *L) {
+  checkevent(L, 1)->set = 0;
+  return 0;
+}
+
+static int event_is_set(lua_State *L) {
+  lua_pushboolean(L, checkevent(L, 1)->set);
+  return 1;
+}
+
+static int event_wait(lua_State *L) {
+  cr_event *e = checkevent(L, 1);
+  double timeout = opttimeout(L, 2);
+  cr_task *me;
+  if (e->set) return pushtrue(L);
+  me = cr_task_enter(L, e->loop, "wait");
+  lua_settop(L, 1);
+  return cr_task_park(L, me, &e->waiters, timeout, 'w', wait_k);
+}
+
+static int event_tostring(lua_State *L) {
+  cr_event *e = checkevent(L, 1);
+  lua_pushfstring(L, "corun.event (%s): %p", e->set ? "set" : "clear",
+                  (void *)e);
+  return 1;
+}
+
+static int sync_event(lua_State *L) {
+  cr_event *e = (cr_event *)lua_newuserdatauv(L, sizeof *e, 0);
+  memset(e, 0, sizeof *e);
+  e->loop = cr_loop_get(L);
+  e->magic = CR_EVENT_MAGIC;
+  cr_list_init(&e->waiters);
+  luaL_setmetatable(L, CR_EVENT_MT);
+  return 1;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** condition
+** A wait releases the lock entirely (an rlock's depth is kept in the
+** continuation context), parks, then re-acquires it shielded from
+** cancellation; a cancellation that arrived meanwhile is raised once the
+** lock is held again.
+** ================================================================== */
+
+#define CTX(phase, outcome, cancelled, depth) \
+  ((lua_KContext)(phase) | ((lua_KContext)(outcome) << 2) | \
+   ((lua_KContext)(cancelled) << 5) | ((lua_KContext)(depth) << 8))
+#define CTX_PHASE(c)     ((int)((c) & 3))
+#define CTX_OUTCOME(c)   ((int)(((c) >> 2) & 7))
+#define CTX_CANCELLED(c) ((int)(((c) >> 5) & 1))
+#define CTX_DEPTH(c)     ((lua_Integer)((c) >> 8))
+
+enum { PHASE_WAIT = 1, PHASE_LOCK = 2 };
+
+static cr_lock *condlock(lua_State *L, cr_cond *c, const char *fname) {
+  if (c->lock->owner == NULL || c->lock->owner != c->loop->current)
+    luaL_error(L, "%s: the condition's lock is not held by this task",
+               fname);
+  return c->lock;
+}
+
+static int cond_k(lua_State *L, int status, lua_KContext ctx);
+
+/* The lock is held again: restore its depth, then report the outcome. */
+static int cond_done(lua_State *L, cr_task *me, cr_lock *k,
+                     lua_KContext ctx) {
+  k->depth = CTX_DEPTH(ctx);
+  me->shielded = 0;
+  if (CTX_CANCELLED(ctx) || me->cancel_pending) {
+    me->outcome = CR_CANCELLED;
+    cr_task_outcome(L, me);  /* raises */
+  }
+  if (CTX_OUTCOME(ctx) == CR_TIMEOUT) return pushfail(L, "timeout");
+  return pushtrue(L);
+}
+
+static int cond_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_cond *c = checkcond(L, 1);
+  cr_task *me = c->loop->current;
+  cr_lock *k = c->lock;
+  int outcome = me->outcome, cancelled = CTX_CANCELLED(ctx);
+  (void)status;
+  if (CTX_PHASE(ctx) == PHASE_LOCK) return cond_done(L, me, k, ctx);
+  if (outcome == CR_CANCELLED) cancelled = 1;
+  else if (outcome == CR_OK && me->cancel_pending &&
+           !cr_list_empty(&c->waiters))  /* pass the notification on */
+    cr_task_wake(first(&c->waiters), CR_OK);
+  me->outcome = CR_OK;
+  ctx = CTX(PHASE_LOCK, outcome, cancelled, CTX_DEPTH(ctx));
+  if (k->owner == NULL) {
+    k->owner = me;
+    return cond_done(L, me, k, ctx);
+  }
+  me->shielded = 1;
+  return cr_task_park(L, me, &k->waiters, -1, ctx, cond_k);
+}
+
+static int cond_wait(lua_State *L) {
+  cr_cond *c = checkcond(L, 1);
+  double timeout = opttimeout(L, 2);
+  cr_task *me = cr_task_enter(L, c->loop, "wait");
+  cr_lock *k = condlock(L, c, "wait");
+  lua_Integer depth = k->depth;
+  if (me->cancel_pending) {
+    me->outcome = CR_CANCELLED;
+    cr_task_outcome(L, me);  /* raises, the lock still held */
+  }
+  k->depth = 0;
+  lock_handoff(k);
+  lua_settop(L, 1);
+  return cr_task_park(L, me, &c->waiters, timeout,
+                      CTX(PHASE_WAIT, 0, 0, depth), cond_k);
+}
+
+static int cond_notify(lua_State *L) {
+  cr_cond *c = checkcond(L, 1);
+  lua_Integer n = lua_isnoneornil(L, 2) ? 1 : checkcount(L, 2, 0, "notify");
+  condlock(L, c, "notify");
+  while (n-- > 0 && !cr_list_empty(&c->waiters))
+    cr_task_wake(first(&c->waiters), CR_OK);
+  return 0;
+}
+
+static int cond_notify_all(lua_State *L) {
+  cr_cond *c = checkcond(L, 1);
+  condlock(L, c, "notify_all");
+  wakeall(&c->waiters, CR_OK);
+  return 0;
+}
+
+/* acquire / hold / release / locked act on the condition's lock. */
+static int cond_lockop(lua_State *L, lua_CFunction op) {
+  checkcond(L, 1);
+  lua_getiuservalue(L, 1, 1);
+  lua_replace(L, 1);
+  return op(L);
+}
+
+static int cond_acquire(lua_State *L) {
+  return cond_lockop(L, lock_acquire);
+}
+
+static int cond_hold_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  cr_task_outcome(L, cr_loop_get(L)->current);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int cond_hold(lua_State *L) {
+  cr_cond *c = checkcond(L, 1);
+  cr_task *me = cr_task_enter(L, c->loop, "hold");
+  lua_settop(L, 1);
+  if (lock_try(L, c->lock, me)) return 1;
+  return cr_task_park(L, me, &c->lock->waiters, -1, 0, cond_hold_k);
+}
+
+static int cond_release(lua_State *L) {
+  lock_release_(L, checkcond(L, 1)->lock);
+  return 0;
+}
+
+static int cond_locked(lua_State *L) {
+  lua_pushboolean(L, checkcond(L, 1)->lock->owner != NULL);
+  return 1;
+}
+
+static int cond_tostring(lua_State *L) {
+  lua_pushfstring(L, "corun.condition: %p", (void *)checkcond(L, 1));
+  return 1;
+}
+
+static int sync_condition(lua_State *L) {
+  cr_lock *k;
+  cr_cond *c;
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    k = newlock(L, 0);
+  }
+  else {
+    k = checklock(L, 1);
+    lua_settop(L, 1);
+  }
+  c = (cr_cond *)lua_newuserdatauv(L, sizeof *c, 1);
+  memset(c, 0, sizeof *c);
+  c->loop = cr_loop_get(L);
+  c->lock = k;
+  c->magic = CR_COND_MAGIC;
+  cr_list_init(&c->waiters);
+  luaL_setmetatable(L, CR_COND_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** barrier
+** ================================================================== */
+
+static void barrier_break(cr_barrier *b) {
+  b->broken = 1;
+  b->count = 0;
+  wakeall(&b->waiters, CR_BROKEN);
+}
+
+static int barrier_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_barrier *b = checkbarrier(L, 1);
+  cr_task *me = b->loop->current;
+  (void)status;
+  if (me->outcome == CR_CANCELLED) barrier_break(b);
+  switch (cr_task_outcome(L, me)) {
+    case CR_TIMEOUT:
+      barrier_break(b);
+      return pushfail(L, "timeout");
+    case CR_BROKEN: return pushfail(L, "broken");
+    default:
+      lua_pushinteger(L, (lua_Integer)ctx);
+      return 1;
+  }
+}
+
+static int barrier_wait(lua_State *L) {
+  cr_barrier *b = checkbarrier(L, 1);
+  double timeout = opttimeout(L, 2);
+  lua_Integer index;
+  cr_task *me;
+  if (b->broken) return pushfail(L, "broken");
+  if (b->count + 1 == b->parties) {  /* the last arrival releases all */
+    b->count = 0;
+    wakeall(&b->waiters, CR_OK);
+    lua_pushinteger(L, b->parties - 1);
+    return 1;
+  }
+  me = cr_task_enter(L, b->loop, "wait");
+  index = b->count++;
+  lua_settop(L, 1);
+  return cr_task_park(L, me, &b->waiters, timeout, (lua_KContext)index,
+                      barrier_k);
+}
+
+static int barrier_reset(lua_State *L) {
+  cr_barrier *b = checkbarrier(L, 1);
+  barrier_break(b);
+  b->broken = 0;
+  return 0;
+}
+
+static int barrier_abort(lua_State *L) {
+  barrier_break(checkbarrier(L, 1));
+  return 0;
+}
+
+static int barrier_parties(lua_State *L) {
+  lua_pushinteger(L, checkbarrier(L, 1)->parties);
+  return 1;
+}
+
+static int barrier_n_waiting(lua_State *L) {
+  lua_pushinteger(L, checkbarrier(L, 1)->count);
+  return 1;
+}
+
+static int barrier_broken(lua_State *L) {
+  lua_pushboolean(L, checkbarrier(L, 1)->broken);
+  return 1;
+}
+
+static int barrier_tostring(lua_State *L) {
+  cr_barrier *b = checkbarrier(L, 1);
+  lua_pushfstring(L, "corun.barrier (%d/%d%s): %p", (int)b->count,
+                  (int)b->parties, b->broken ? ", broken" : "", (void *)b);
+  return 1;
+}
+
+static int sync_barrier(lua_State *L) {
+  lua_Integer n = checkcount(L, 1, 1, "barrier");
+  cr_barrier *b = (cr_barrier *)lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  b->loop = cr_loop_get(L);
+  b->parties = n;
+  b->magic = CR_BARRIER_MAGIC;
+  cr_list_init(&b->waiters);
+  luaL_setmetatable(L, CR_BARRIER_MT);
+  return 1;
+}
+
+/* }================================================================= */
+
+
+void cr_sync_open_lib(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"lock", sync_lock},
+    {"rlock", sync_rlock},
+    {"semaphore", sync_semaphore},
+    {"bounded_semaphore", sync_bounded_semaphore},
+    {"event", sync_event},
+    {"condition", sync_condition},
+    {"barrier", sync_barrier},
+    {NULL, NULL}
+  };
+  static const luaL_Reg lockmeta[] = {
+    {"__tostring", lock_tostring}, {"__close", lock_release}, {NULL, NULL}
+  };
+  static const luaL_Reg lockm[] = {
+    {"acquire", lock_acquire}, {"release", lock_release},
+    {"locked", lock_locked}, {"hold", lock_hold}, {NULL, NULL}
+  };
+  static const luaL_Reg semmeta[] = {
+    {"__tostring", sem_tostring}, {"__close", sem_release}, {NULL, NULL}
+  };
+  static const luaL_Reg semm[] = {
+    {"acquire", sem_acquire}, {"release", sem_release},
+    {"value", sem_value}, {"hold", sem_hold}, {NULL, NULL}
+  };
+  static const luaL_Reg eventmeta[] = {
+    {"__tostring", event_tostring}, {NULL, NULL}
+  };
+  static const luaL_Reg eventm[] = {
+    {"set", event_set}, {"clear", event_clear}, {"is_set", event_is_set},
+    {"wait", event_wait}, {NULL, NULL}
+  };
+  static const luaL_Reg condmeta[] = {
+    {"__tostring", cond_tostring}, {"__close", cond_release}, {NULL, NULL}
+  };
+  static const luaL_Reg condm[] = {
+    {"acquire", cond_acquire}, {"release", cond_release},
+    {"locked", cond_locked}, {"hold", cond_hold}, {"wait", cond_wait},
+    {"notify", cond_notify}, {"notify_all", cond_notify_all}, {NULL, NULL}
+  };
+  static const luaL_Reg barriermeta[] = {
+    {"__tostring", barrier_tostring}, {NULL, NULL}
+  };
+  static const luaL_Reg barrierm[] = {
+    {"wait", barrier_wait}, {"reset", barrier_reset},
+    {"abort", barrier_abort}, {"parties", barrier_parties},
+    {"n_waiting", barrier_n_waiting}, {"broken", barrier_broken},
+    {NULL, NULL}
+  };
+  int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
+  cr_setfuncs(L, funcs, loopidx);
+  cr_newclass(L, CR_LOCK_MT, lockmeta, lockm, loopidx);
+  cr_newclass(L, CR_SEM_MT, semmeta, semm, loopidx);
+  cr_newclass(L, CR_EVENT_MT, eventmeta, eventm, loopidx);
+  cr_newclass(L, CR_COND_MT, condmeta, condm, loopidx);
+  cr_newclass(L, CR_BARRIER_MT, barriermeta, barrierm, loopidx);
+}
