@@ -8,6 +8,8 @@
 --   join(t)          first result of task t (join each task once);
 --                    gather(list) joins each in turn
 --   queue(maxsize)   FIFO ring with parked getters/putters/joiners
+--   lock()           acquire/release; parked acquirers in a FIFO ring,
+--                    release hands the lock to the oldest
 --
 -- Clock: plain Lua has no sub-second wall clock and no way to block, so the
 -- clock is os.clock() (process CPU time) and an idle scheduler busy-waits on
@@ -281,6 +283,36 @@ end
 
 function Queue:size()
   return self.items.n
+end
+
+-- Lock: a flag and a FIFO ring of parked acquirers. release with waiters
+-- hands the lock straight to the oldest (it stays locked), so a task that
+-- releases and re-acquires at once queues behind them. No owner check.
+
+local Lock = {}
+Lock.__index = Lock
+
+function M.lock()
+  return setmetatable({ locked = false, waiters = ring(4) }, Lock)
+end
+
+function Lock:acquire()
+  if not self.locked then
+    self.locked = true
+    return true
+  end
+  ring_push(self.waiters, (running()))
+  return yield()
+end
+
+function Lock:release()
+  assert(self.locked, "release: the lock is not held")
+  local w = self.waiters
+  if w.n > 0 then
+    ready(ring_shift(w), true)
+  else
+    self.locked = false
+  end
 end
 
 return M

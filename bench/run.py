@@ -89,6 +89,12 @@ WORKLOADS = [
     Workload("prodcons", "rate", "items/s",
              checks=[ratio_at_least("limit", 1.5),
                      ratio_at_least("asyncio", 4.0)]),
+    Workload("pingpong", "rate", "switches/s",
+             checks=[ratio_at_least("limit", 1.5),
+                     ratio_at_least("asyncio", 10.0)]),
+    Workload("lock", "rate", "acquisitions/s",
+             checks=[ratio_at_least("limit", 1.5),
+                     ratio_at_least("asyncio", 10.0)]),
 ]
 
 
