@@ -462,6 +462,328 @@ describe("corun.lifo_queue", function()
   end)
 end)
 
+describe("corun.lifo_queue waiters", function()
+  after_each(helper.check)
+
+  it("a parked putter's item goes in when a get frees a slot",
+  async(function()
+    local q = corun.lifo_queue(2)
+    q:put("a")
+    q:put("b")
+    local p = corun.spawn(function() return q:put("c") end)
+    corun.sleep(0)
+    assert.equal(2, #q)
+    assert.equal("b", q:get())     -- the newest of the queue itself
+    assert.is_true(p:join())
+    assert.equal("c", q:get())
+    assert.equal("a", q:get())
+  end))
+
+  it("putters are admitted in arrival order; getters served FIFO",
+  async(function()
+    local q = corun.lifo_queue(1)
+    q:put(0)
+    local ps = {}
+    for i = 1, 3 do ps[i] = corun.spawn(function() return q:put(i) end) end
+    corun.sleep(0)
+    local got = {}
+    for _ = 1, 4 do got[#got + 1] = q:get() end
+    assert.same({ 0, 1, 2, 3 }, got)
+    local gs = {}
+    for i = 1, 3 do gs[i] = corun.spawn(function() return q:get() end) end
+    corun.sleep(0)
+    for i = 1, 3 do q:put(i * 10) end
+    for i = 1, 3 do assert.equal(i * 10, gs[i]:join()) end
+  end))
+
+  it("supports task_done / join and timeouts", async_virtual(function()
+    local q = corun.lifo_queue(1)
+    q:put(1)
+    assert.same(fail("timeout"), both(q:put(2, 1)))
+    assert.same(fail("timeout"), both(q:join(1)))
+    assert.equal(1, q:get())
+    q:task_done()
+    assert.is_true(q:join(1))
+    assert.same(fail("timeout"), both(q:get(1)))
+  end))
+end)
+
+-- A deterministic permutation of 1..n.
+local function shuffled(n, seed)
+  local rnd, t = helper.lcg(seed), {}
+  for i = 1, n do t[i] = i end
+  for i = n, 2, -1 do
+    local j = rnd(i)
+    t[i], t[j] = t[j], t[i]
+  end
+  return t
+end
+
+describe("corun.priority_queue", function()
+  after_each(helper.check)
+
+  it("gets the least item first (default <)", async(function()
+    local q = corun.priority_queue()
+    for _, v in ipairs(shuffled(500, 1)) do q:put(v) end
+    assert.equal(500, #q)
+    for i = 1, 500 do assert.equal(i, q:get()) end
+    assert.same(fail("empty"), both(q:get_nowait()))
+  end))
+
+  it("orders strings and repeated items", function()
+    local q = corun.priority_queue()
+    for _, v in ipairs { "pear", "apple", "fig", "apple", "kiwi", "fig" } do
+      q:put_nowait(v)
+    end
+    local got = {}
+    while not q:empty() do got[#got + 1] = q:get_nowait() end
+    assert.same({ "apple", "apple", "fig", "fig", "kiwi", "pear" }, got)
+  end)
+
+  it("interleaved puts and gets keep the order", function()
+    local q = corun.priority_queue()
+    local rnd = helper.lcg(5)
+    local model = {}
+    for _ = 1, 2000 do
+      if rnd(3) > 1 or #model == 0 then
+        local v = rnd(100)
+        q:put_nowait(v)
+        model[#model + 1] = v
+      else
+        table.sort(model)
+        assert.equal(table.remove(model, 1), q:get_nowait())
+      end
+      assert.equal(#model, #q)
+    end
+    table.sort(model)
+    for _, v in ipairs(model) do assert.equal(v, q:get_nowait()) end
+    assert.is_true(q:empty())
+  end)
+
+  it("uses a custom less (function or callable table)", function()
+    local q = corun.priority_queue(nil, function(a, b) return a > b end)
+    for _, v in ipairs(shuffled(50, 2)) do q:put_nowait(v) end
+    for i = 50, 1, -1 do assert.equal(i, q:get_nowait()) end
+    local byp = setmetatable({}, {
+      __call = function(_, a, b) return a.pri < b.pri end })
+    local r = corun.priority_queue(0, byp)
+    local items = {}
+    for i, p in ipairs { 3, 1, 2 } do
+      items[i] = { pri = p }
+      r:put_nowait(items[i])
+    end
+    assert.equal(items[2], r:get_nowait())
+    assert.equal(items[3], r:get_nowait())
+    assert.equal(items[1], r:get_nowait())
+  end)
+
+  it("rejects a bad less or maxsize", function()
+    local e = catch(corun.priority_queue, nil, 42)
+    assert.is_not_nil(e)
+    assert.truthy(tostring(e):find("priority_queue", 1, true) or
+                  tostring(e):find("function", 1, true), tostring(e))
+    e = catch(corun.priority_queue, -1)
+    assert.truthy(tostring(e):find("priority_queue", 1, true), tostring(e))
+    e = catch(corun.priority_queue, 1.5)
+    assert.is_not_nil(e)
+    e = catch(function() corun.priority_queue():put(nil) end)
+    assert.truthy(tostring(e):find("nil is not a valid item", 1, true))
+  end)
+
+  it("is bounded by maxsize", async_virtual(function()
+    local q = corun.priority_queue(2)
+    q:put(5)
+    q:put(3)
+    assert.is_true(q:full())
+    assert.same(fail("full"), both(q:put_nowait(1)))
+    assert.same(fail("timeout"), both(q:put(1, 1)))
+    assert.equal(2, #q)
+    assert.equal(3, q:get())
+    assert.equal(5, q:get())
+  end))
+
+  it("a parked putter's item that is the least comes out first",
+  async(function()
+    local q = corun.priority_queue(2)
+    q:put(5)
+    q:put(6)
+    local p = corun.spawn(function() return q:put(1) end)
+    corun.sleep(0)
+    assert.equal(2, #q)
+    assert.equal(1, q:get())
+    assert.is_true(p:join())
+    assert.equal(5, q:get())
+    assert.equal(6, q:get())
+    assert.is_true(q:empty())
+  end))
+
+  it("a parked putter's item that is not the least waits its turn",
+  async(function()
+    local q = corun.priority_queue(2)
+    q:put(5)
+    q:put(6)
+    local p = corun.spawn(function() return q:put(9) end)
+    corun.sleep(0)
+    assert.equal(5, q:get_nowait())
+    assert.is_true(p:join())
+    assert.equal(2, #q)
+    assert.equal(6, q:get())
+    assert.equal(9, q:get())
+  end))
+
+  it("admits parked putters in arrival order", async(function()
+    local q = corun.priority_queue(1)
+    q:put(10)
+    local ps = {}
+    for i, v in ipairs { 3, 1, 2 } do
+      ps[i] = corun.spawn(function() return q:put(v) end)
+    end
+    corun.sleep(0)
+    local got = {}
+    for _ = 1, 4 do got[#got + 1] = q:get() end
+    -- each get admits the next putter, then takes the least present
+    assert.same({ 3, 1, 2, 10 }, got)
+    for i = 1, 3 do assert.is_true(ps[i]:join()) end
+  end))
+
+  it("hands items to waiting getters in arrival order", async(function()
+    local q = corun.priority_queue()
+    local gs = {}
+    for i = 1, 3 do gs[i] = corun.spawn(function() return q:get() end) end
+    corun.sleep(0)
+    q:put(30)
+    q:put(10)
+    q:put(20)
+    assert.equal(30, gs[1]:join())
+    assert.equal(10, gs[2]:join())
+    assert.equal(20, gs[3]:join())
+  end))
+
+  it("close, iter (in priority order), task_done and join", async(function()
+    local q = corun.priority_queue()
+    for _, v in ipairs { 4, 2, 3, 1 } do q:put(v) end
+    q:close()
+    assert.same(fail("closed"), both(q:put(0)))
+    local got = {}
+    for item in q:iter() do
+      got[#got + 1] = item
+      q:task_done()
+    end
+    assert.same({ 1, 2, 3, 4 }, got)
+    assert.is_true(q:join())
+    assert.same(fail("closed"), both(q:get()))
+  end))
+
+  -- less raises while 'boom' is set (with the value of 'boom').
+  local boom
+  local function touchy(a, b)
+    if boom then error(boom, 0) end
+    return a < b
+  end
+
+  it("a raising comparator makes put raise and leaves the queue intact",
+  async(function()
+    boom = nil
+    local q = corun.priority_queue(nil, touchy)
+    for _, v in ipairs { 3, 1, 2 } do q:put(v) end
+    boom = "cmp failed"
+    local e = catch(q.put, q, 0)
+    assert.equal("cmp failed", e)
+    e = catch(q.put_nowait, q, 0)
+    assert.equal("cmp failed", e)
+    assert.equal(3, #q)
+    local obj = {}
+    boom = obj
+    assert.equal(obj, catch(q.put, q, 0))   -- same error object
+    boom = nil
+    local got = {}
+    while not q:empty() do got[#got + 1] = q:get() end
+    assert.same({ 1, 2, 3 }, got)
+  end))
+
+  it("a raising comparator makes get raise and loses nothing",
+  async(function()
+    boom = nil
+    local q = corun.priority_queue(nil, touchy)
+    for _, v in ipairs { 5, 4, 3, 2, 1 } do q:put(v) end
+    boom = "cmp failed"
+    assert.equal("cmp failed", catch(q.get, q))
+    assert.equal("cmp failed", catch(q.get_nowait, q))
+    assert.equal(5, #q)
+    boom = nil
+    local got = {}
+    while not q:empty() do got[#got + 1] = q:get() end
+    assert.same({ 1, 2, 3, 4, 5 }, got)
+  end))
+
+  it("a raising comparator with a parked putter: the putter keeps waiting "
+     .. "and nothing is lost", async(function()
+    boom = nil
+    local q = corun.priority_queue(2, touchy)
+    q:put(5)
+    q:put(6)
+    local p = corun.spawn(function() return q:put(1) end)
+    corun.sleep(0)
+    boom = "cmp failed"
+    assert.equal("cmp failed", catch(q.get, q))
+    assert.equal("cmp failed", catch(q.get_nowait, q))
+    corun.sleep(0)
+    assert.is_false(p:done())
+    assert.equal(2, #q)
+    boom = nil
+    assert.equal(1, q:get())
+    assert.is_true(p:join())
+    assert.equal(5, q:get())
+    assert.equal(6, q:get())
+    assert.is_true(q:empty())
+  end))
+
+  it("a comparator that raises at random loses and duplicates nothing",
+  function()
+    local rnd = helper.lcg(77)
+    local armed = false
+    local q = corun.priority_queue(nil, function(a, b)
+      if armed and rnd(4) == 1 then error("random failure", 0) end
+      return a < b
+    end)
+    local model, raised = {}, 0
+    local function least()
+      local m, at = math.huge, nil
+      for i, v in ipairs(model) do if v < m then m, at = v, i end end
+      return m, at
+    end
+    for i = 1, 3000 do
+      armed = true
+      if rnd(3) > 1 or #model == 0 then
+        local v = rnd(1000) + i / 10000     -- distinct values
+        local ok, e = pcall(q.put_nowait, q, v)
+        if ok then
+          model[#model + 1] = v
+        else
+          assert.equal("random failure", e)
+          raised = raised + 1
+        end
+      else
+        local ok, v = pcall(q.get_nowait, q)
+        if ok then
+          local m, at = least()
+          assert.equal(m, v)
+          table.remove(model, at)
+        else
+          assert.equal("random failure", v)
+          raised = raised + 1
+        end
+      end
+      armed = false
+      assert.equal(#model, #q)
+    end
+    assert.is_true(raised > 100)
+    table.sort(model)
+    for _, v in ipairs(model) do assert.equal(v, q:get_nowait()) end
+    assert.is_true(q:empty())
+  end)
+end)
+
 describe("corun.queue under cancellation stress", function()
   after_each(helper.check)
 
@@ -470,7 +792,9 @@ describe("corun.queue under cancellation stress", function()
   -- cancels random tasks (and the queue may be closed mid-way). In the end
   -- every item must have been received exactly once, or be in the queue, or
   -- never have been put (still in the producer's hands).
-  local function stress(seed, nprod, ncons, nitems, maxsize, slow, close_at)
+  -- make(maxsize) builds the queue (default corun.queue).
+  local function stress(seed, nprod, ncons, nitems, maxsize, slow, close_at,
+                        make)
     local rnd = helper.lcg(seed)
     local q
     local sent, recv, attempted = {}, {}, {}
@@ -526,7 +850,7 @@ describe("corun.queue under cancellation stress", function()
 
     local leftover = {}
     corun.run({ clock = "virtual" }, function()
-      q = corun.queue(maxsize)
+      q = (make or corun.queue)(maxsize)
       if close_at then corun.call_later(close_at, function() q:close() end) end
       local all = {}
       for p = 1, nprod do all[#all + 1] = corun.spawn(producer, p) end
@@ -595,5 +919,45 @@ describe("corun.queue under cancellation stress", function()
     local stats, n_sent = stress(5, 100, 30, 10, 3, 6, 4)
     assert.is_true(n_sent > 0 and n_sent < 1000)
     assert.is_true(stats.put_cancel > 0)
+  end)
+
+  it("loses and duplicates nothing (lifo_queue, bounded)", function()
+    local stats, n_sent = stress(2024, 150, 150, 8, 4, nil, nil,
+                                 corun.lifo_queue)
+    assert.is_true(n_sent > 100)
+    assert.is_true(stats.put_cancel + stats.get_cancel > 0)
+    assert.is_true(stats.timeouts > 0)
+  end)
+
+  it("loses and duplicates nothing (lifo_queue, maxsize 1, closed while "
+     .. "busy)", function()
+    local stats, n_sent = stress(99, 200, 50, 5, 1, 8, 6, corun.lifo_queue)
+    assert.is_true(n_sent > 50)
+    assert.is_true(stats.put_cancel > 0)
+  end)
+
+  it("loses and duplicates nothing (priority_queue, bounded)", function()
+    local stats, n_sent = stress(2024, 150, 150, 8, 4, nil, nil,
+                                 corun.priority_queue)
+    assert.is_true(n_sent > 100)
+    assert.is_true(stats.put_cancel + stats.get_cancel > 0)
+    assert.is_true(stats.timeouts > 0)
+  end)
+
+  it("loses and duplicates nothing (priority_queue, maxsize 1, custom less)",
+  function()
+    local stats, n_sent = stress(99, 200, 50, 5, 1, 8, nil, function(n)
+      return corun.priority_queue(n, function(a, b) return a > b end)
+    end)
+    assert.is_true(n_sent > 50)
+    assert.is_true(stats.put_cancel > 0)
+  end)
+
+  it("loses and duplicates nothing (priority_queue, unbounded, closed while "
+     .. "busy)", function()
+    local stats, n_sent = stress(7, 100, 200, 5, 0, nil, 3,
+                                 corun.priority_queue)
+    assert.is_true(n_sent > 100)
+    assert.is_true(stats.get_cancel > 0)
   end)
 end)

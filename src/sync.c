@@ -409,11 +409,14 @@ static cr_lock *condlock(lua_State *L, cr_cond *c, const char *fname) {
 static int cond_k(lua_State *L, int status, lua_KContext ctx);
 
 /* The lock is held again: restore its depth, then report the outcome. */
-static int cond_done(lua_State *L, cr_task *me, cr_lock *k,
+static int cond_done(lua_State *L, cr_cond *c, cr_task *me, cr_lock *k,
                      lua_KContext ctx) {
   k->depth = CTX_DEPTH(ctx);
   me->shielded = 0;
   if (CTX_CANCELLED(ctx) || me->cancel_pending) {
+    /* notified, but the wait raises: pass the notification on */
+    if (CTX_OUTCOME(ctx) == CR_OK && !cr_list_empty(&c->waiters))
+      cr_task_wake(first(&c->waiters), CR_OK);
     me->outcome = CR_CANCELLED;
     cr_task_outcome(L, me);  /* raises */
   }
@@ -427,16 +430,13 @@ static int cond_k(lua_State *L, int status, lua_KContext ctx) {
   cr_lock *k = c->lock;
   int outcome = me->outcome, cancelled = CTX_CANCELLED(ctx);
   (void)status;
-  if (CTX_PHASE(ctx) == PHASE_LOCK) return cond_done(L, me, k, ctx);
+  if (CTX_PHASE(ctx) == PHASE_LOCK) return cond_done(L, c, me, k, ctx);
   if (outcome == CR_CANCELLED) cancelled = 1;
-  else if (outcome == CR_OK && me->cancel_pending &&
-           !cr_list_empty(&c->waiters))  /* pass the notification on */
-    cr_task_wake(first(&c->waiters), CR_OK);
   me->outcome = CR_OK;
   ctx = CTX(PHASE_LOCK, outcome, cancelled, CTX_DEPTH(ctx));
   if (k->owner == NULL) {
     k->owner = me;
-    return cond_done(L, me, k, ctx);
+    return cond_done(L, c, me, k, ctx);
   }
   me->shielded = 1;
   return cr_task_park(L, me, &k->waiters, -1, ctx, cond_k);
@@ -553,14 +553,23 @@ static void barrier_break(cr_barrier *b) {
   wakeall(&b->waiters, CR_BROKEN);
 }
 
+/* A counted waiter that left (timeout/cancel) breaks the barrier as soon
+** as anyone looks at it (sketch: O(n) count of the linked waiters). */
+static void barrier_check(cr_barrier *b) {
+  lua_Integer n = 0;
+  cr_list *h = &b->waiters, *p;
+  for (p = h->next; p != h; p = p->next) n++;
+  if (!b->broken && n != b->count) barrier_break(b);
+}
+
 static int barrier_k(lua_State *L, int status, lua_KContext ctx) {
   cr_barrier *b = checkbarrier(L, 1);
   cr_task *me = b->loop->current;
   (void)status;
-  if (me->outcome == CR_CANCELLED) barrier_break(b);
+  if (me->outcome == CR_CANCELLED) barrier_check(b);
   switch (cr_task_outcome(L, me)) {
     case CR_TIMEOUT:
-      barrier_break(b);
+      barrier_check(b);
       return pushfail(L, "timeout");
     case CR_BROKEN: return pushfail(L, "broken");
     default:
@@ -574,6 +583,7 @@ static int barrier_wait(lua_State *L) {
   double timeout = opttimeout(L, 2);
   lua_Integer index;
   cr_task *me;
+  barrier_check(b);
   if (b->broken) return pushfail(L, "broken");
   if (b->count + 1 == b->parties) {  /* the last arrival releases all */
     b->count = 0;
