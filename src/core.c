@@ -5,6 +5,8 @@
 ** first upvalue (cr_loop_get).
 */
 
+#include <string.h>
+
 #include "corun.h"
 
 /* Light-userdata registry keys of the hot metatables. */
@@ -51,6 +53,17 @@ void cr_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
   lua_pop(L, 1);
 }
 
+/* core.methods(name): the method table of a corun class ("corun.pool"),
+** for the Lua layer to add methods composed in Lua. */
+static int core_methods(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaL_argcheck(L, strncmp(name, "corun.", 6) == 0, 1, "not a corun class");
+  if (luaL_getmetatable(L, name) != LUA_TTABLE)
+    return luaL_error(L, "no class '%s'", name);
+  lua_getfield(L, -1, "__index");
+  return 1;
+}
+
 LUA_API int luaopen_corun_core(lua_State *L) __attribute__((visibility("default")));
 
 LUA_API int luaopen_corun_core(lua_State *L) {
@@ -60,6 +73,11 @@ LUA_API int luaopen_corun_core(lua_State *L) {
   cr_task_open_lib(L);
   cr_queue_open_lib(L);
   cr_sync_open_lib(L);
+  cr_codec_open_lib(L);
+  cr_channel_open_lib(L);
+  cr_thread_open_lib(L);
+  lua_pushcfunction(L, core_methods);
+  lua_setfield(L, -2, "methods");
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -64,6 +64,7 @@ enum { CR_LUV_TASKS = 1, CR_LUV_HANDLES, CR_LUV_FAILED,
        CR_LUV_N = CR_LUV_FAILED };
 
 typedef struct cr_loop cr_loop;
+typedef struct cr_wgroup cr_wgroup;
 
 /* The common head of what the ready queue and the timer heap hold: tasks
 ** and callback handles. Both structs start with these fields, so either can
@@ -88,6 +89,7 @@ typedef struct cr_task {
   unsigned char retrieved;    /* its error was re-raised or reported */
   unsigned char shielded;     /* parked where cancellation must wait */
   cr_list wnode;              /* in a primitive's wait list while parked */
+  cr_wgroup *wg;              /* a cross-thread wait (channel, future) */
   cr_list joiners;            /* tasks parked in join on this one */
   lua_State *co;              /* the coroutine, owned via uservalue CR_TUV_CO */
   cr_loop *loop;
@@ -126,6 +128,10 @@ struct cr_loop {
   int ntasks;                 /* live tasks */
   int failures;               /* unretrieved errors reported so far */
   int sigints;                /* SIGINTs received during this run */
+  int remote;                 /* completions other threads will post */
+  uv_async_t async;           /* other threads' wake-up call */
+  struct cr_lhandle *lh;      /* owned reference: this loop's inbox */
+  lua_State *L;               /* the thread the driver runs on */
   unsigned char virtual_clock;
   unsigned char running;      /* inside cr_loop_run */
   unsigned char stop_flag;
@@ -133,7 +139,111 @@ struct cr_loop {
   unsigned char sigint_on;
 };
 
+/* Shareable handles: C objects with an atomic reference count, seen from
+** each Lua state through a box (a userdata holding a pointer). Channels,
+** loops and futures are shareable: the codec copies them between states
+** as another box on the same object. */
+typedef struct cr_shared cr_shared;
+typedef struct cr_shared_type {
+  const char *mtname;               /* metatable of its boxes */
+  void (*destroy)(cr_shared *s);    /* last reference gone */
+} cr_shared_type;
+struct cr_shared {
+  _Atomic int refs;
+  const cr_shared_type *type;
+};
+
+/* shared.c */
+void cr_shared_init(cr_shared *s, const cr_shared_type *type);
+void cr_shared_retain(cr_shared *s);
+void cr_shared_release(cr_shared *s);
+cr_shared *cr_shared_test(lua_State *L, int idx);
+cr_shared *cr_shared_check(lua_State *L, int idx, const cr_shared_type *t);
+void cr_shared_push(lua_State *L, cr_shared *s);
+void cr_shared_newclass(lua_State *L, const cr_shared_type *type,
+                        const luaL_Reg *meta, const luaL_Reg *methods,
+                        int loopidx);
+
+/* codec.c: values copied between Lua states as a flat message. */
+typedef struct cr_msg cr_msg;
+#define CR_CODEC_FUNCTIONS 1        /* allow functions (bytecode) */
+cr_msg *cr_codec_encode(lua_State *L, int first, int n, const char *what,
+                        int flags);
+int cr_codec_decode(lua_State *L, const cr_msg *m, int flags);
+void cr_msg_free(cr_msg *m);
+size_t cr_msg_size(const cr_msg *m);
+int cr_codec_decode_buffer(lua_State *L, const char *data, size_t len,
+                           int flags);
+void cr_codec_open_lib(lua_State *L);
+
+/* Work posted to a loop by other threads: run in the loop's own thread
+** (from its driver), or dropped if the loop has closed. */
+typedef struct cr_post {
+  cr_list node;
+  void (*run)(lua_State *L, cr_loop *lp, struct cr_post *p);
+  void (*drop)(struct cr_post *p);
+} cr_post;
+
+/* A shareable handle on a loop: its inbox, valid after the loop closes. */
+typedef struct cr_lhandle {
+  cr_shared base;
+  uv_mutex_t mu;              /* guards inbox and loop */
+  cr_list inbox;              /* cr_post */
+  cr_loop *loop;              /* NULL once the loop has closed */
+} cr_lhandle;
+
+/* Objects other threads wait on start like this (channels, futures). */
+typedef struct cr_lockable {
+  cr_shared base;
+  uv_mutex_t mu;
+} cr_lockable;
+
+/* One case of a wait group: linked in its object's waiter list. */
+typedef struct cr_case {
+  cr_list node;               /* in the object's list, under its mutex */
+  cr_wgroup *group;
+  cr_lockable *obj;           /* retained while linked */
+  cr_msg *offer;              /* a send: the message offered */
+  int index;                  /* position in the group */
+  int send;                   /* a send case (else receive or wait) */
+} cr_case;
+
+/* A wait on one or more cross-thread objects by a task or a plain thread.
+** The first completion wins 'fired'; the others find it taken and skip. */
+struct cr_wgroup {
+  cr_post post;               /* posted to the owner task's loop */
+  _Atomic int fired;
+  int which;                  /* the case that completed */
+  int outcome;                /* CR_OK, CR_CLOSED, ... */
+  cr_msg *msg;                /* what a receive case got */
+  cr_task *task;              /* the owner, or NULL: a plain thread */
+  cr_lhandle *lh;             /* the owner's loop (retained) */
+  uv_mutex_t mu;              /* plain threads: signalled under mu */
+  uv_cond_t cond;
+  int signalled;
+  int ncases;
+  cr_case *cases;
+};
+
+/* channel.c: wait groups */
+cr_wgroup *cr_wait_new(cr_task *task, int n);
+void cr_wait_free(cr_wgroup *g);
+void cr_wait_link(cr_case *c, cr_lockable *obj, cr_list *q);
+cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname);
+int cr_wait_park(lua_State *L, cr_task *t, cr_wgroup *g, double timeout,
+                 lua_KContext ctx, lua_KFunction k);
+int cr_wait_complete(cr_case *c, int outcome, cr_msg *msg);
+int cr_wait_detach(cr_task *t);
+void cr_wait_abandon(cr_task *t);
+void cr_channel_open_lib(lua_State *L);
+
+/* thread.c */
+void cr_thread_open_lib(lua_State *L);
+
 /* loop.c */
+int cr_loop_post(cr_lhandle *lh, cr_post *p);
+void cr_loop_remote(cr_loop *lp, int delta);
+extern const cr_shared_type cr_lhandle_type;
 cr_loop *cr_loop_get(lua_State *L);   /* the loop of upvalue 1 */
 cr_loop *cr_loop_open(lua_State *L);  /* pushes this state's loop */
 double cr_loop_now(cr_loop *lp);
@@ -155,6 +265,7 @@ cr_task *cr_task_enter(lua_State *L, cr_loop *lp, const char *fname);
 int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
                  lua_KContext ctx, lua_KFunction k);
 void cr_task_wake(cr_task *t, int outcome);
+void cr_task_checkcancel(lua_State *L, cr_task *t);
 int cr_task_outcome(lua_State *L, cr_task *t);
 void cr_task_dispatch(lua_State *L, cr_loop *lp, cr_task *t);
 void cr_task_timer(cr_loop *lp, cr_task *t);

@@ -64,6 +64,10 @@ static void expire(cr_loop *lp, double now) {
   }
 }
 
+static void on_close(uv_handle_t *h) {
+  (void)h;
+}
+
 static void on_timer(uv_timer_t *h) {
   (void)h;  /* only wakes uv_run; expire() does the work */
 }
@@ -118,6 +122,87 @@ void cr_loop_pushanchored(lua_State *L, cr_loop *lp, int slot, int ref) {
   cr_loop_pushanchors(L, slot);
   lua_rawgeti(L, -1, ref);
   lua_remove(L, -2);
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** The inbox: work other threads post to this loop (cr_post), handed over
+** under the handle's mutex and run in this thread by the async callback.
+** ================================================================== */
+
+static void lhandle_destroy(cr_shared *s) {
+  cr_lhandle *lh = (cr_lhandle *)s;
+  uv_mutex_destroy(&lh->mu);
+  free(lh);
+}
+
+const cr_shared_type cr_lhandle_type = { "corun.loophandle", lhandle_destroy };
+
+/* Post 'p' to the loop of 'lh'; -1 when that loop has closed. */
+int cr_loop_post(cr_lhandle *lh, cr_post *p) {
+  int r = -1;
+  uv_mutex_lock(&lh->mu);
+  if (lh->loop != NULL) {
+    cr_list_push(&lh->inbox, &p->node);
+    uv_async_send(&lh->loop->async);
+    r = 0;
+  }
+  uv_mutex_unlock(&lh->mu);
+  return r;
+}
+
+static void on_async(uv_async_t *a) {
+  cr_loop *lp = (cr_loop *)a->data;
+  cr_list batch, *n;
+  uv_mutex_lock(&lp->lh->mu);
+  cr_list_move(&lp->lh->inbox, &batch);
+  uv_mutex_unlock(&lp->lh->mu);
+  while ((n = cr_list_shift(&batch)) != NULL) {
+    cr_post *p = cr_container_of(n, cr_post, node);
+    p->run(lp->L, lp, p);
+  }
+}
+
+/* Completions other threads owe this loop keep it alive. */
+void cr_loop_remote(cr_loop *lp, int delta) {
+  lp->remote += delta;
+  if (lp->remote > 0)
+    uv_ref((uv_handle_t *)&lp->async);
+  else
+    uv_unref((uv_handle_t *)&lp->async);
+}
+
+static int inbox_open(cr_loop *lp) {
+  cr_lhandle *lh = (cr_lhandle *)malloc(sizeof *lh);
+  if (lh == NULL || uv_mutex_init(&lh->mu) != 0) {
+    free(lh);
+    return -1;
+  }
+  cr_shared_init(&lh->base, &cr_lhandle_type);
+  cr_list_init(&lh->inbox);
+  lh->loop = lp;
+  lp->lh = lh;
+  uv_async_init(&lp->uv, &lp->async, on_async);
+  lp->async.data = lp;
+  uv_unref((uv_handle_t *)&lp->async);
+  return 0;
+}
+
+/* The loop is closing: refuse new posts, drop what was posted. */
+static void inbox_close(cr_loop *lp) {
+  cr_list batch, *n;
+  uv_mutex_lock(&lp->lh->mu);
+  lp->lh->loop = NULL;
+  cr_list_move(&lp->lh->inbox, &batch);
+  uv_mutex_unlock(&lp->lh->mu);
+  while ((n = cr_list_shift(&batch)) != NULL) {
+    cr_post *p = cr_container_of(n, cr_post, node);
+    p->drop(p);
+  }
+  uv_close((uv_handle_t *)&lp->async, on_close);
+  cr_shared_release(&lp->lh->base);
 }
 
 /* }================================================================= */
@@ -186,6 +271,7 @@ int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
   cr_list batch, *n;
   unsigned batches = 0;
   (void)loopidx;
+  lp->L = L;
   for (;;) {
     if (lp->stop_flag) return 1;
     if (until != NULL && until->status != CR_PENDING) return 0;
@@ -376,14 +462,11 @@ void cr_handle_drop_all(lua_State *L, cr_loop *lp) {
 ** The loop object and corun.run
 ** ================================================================== */
 
-static void on_close(uv_handle_t *h) {
-  (void)h;
-}
-
 static int loop_gc(lua_State *L) {
   cr_loop *lp = (cr_loop *)lua_touserdata(L, 1);
   if (lp->closed) return 0;
   lp->closed = 1;
+  inbox_close(lp);
   uv_close((uv_handle_t *)&lp->timer, on_close);
   uv_close((uv_handle_t *)&lp->sigint, on_close);
   uv_run(&lp->uv, UV_RUN_DEFAULT);
@@ -412,6 +495,8 @@ cr_loop *cr_loop_open(lua_State *L) {
   uv_signal_init(&lp->uv, &lp->sigint);
   uv_unref((uv_handle_t *)&lp->sigint);
   lp->sigint.data = lp;
+  if (inbox_open(lp) != 0) luaL_error(L, "corun: cannot create loop");
+  lp->L = L;
   lp->closed = 0;
   cr_list_init(&lp->ready);
   cr_heap_init(&lp->timers);
@@ -464,6 +549,7 @@ static int loop_run(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
   const char *mode = luaL_optstring(L, 1, "");
   int script = strstr(mode, "script") != NULL;
+  int thread = strstr(mode, "thread") != NULL;
   int stopped, mainidx, status = 0, unfinished;
   cr_task *main;
   if (lp->running || lp->current != NULL)
@@ -514,6 +600,8 @@ static int loop_run(lua_State *L) {
   if (main->status == CR_FAILED) cr_task_retrieved(L, main);
   cr_task_report(L, lp);
   lp->failures = 0;
+  if (thread && stopped && unfinished == CR_PENDING)
+    return 0;  /* loop:stop() ends a thread's loop normally */
   run_error(L, unfinished, stopped);
   return cr_task_pushresults(L, main, mainidx);
 }

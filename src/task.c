@@ -145,6 +145,11 @@ int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
   return lua_yieldk(L, 0, ctx, k);
 }
 
+/* Raise a pending cancellation now (before linking anything). */
+void cr_task_checkcancel(lua_State *L, cr_task *t) {
+  if (t->cancel_pending && !t->shielded) raisecancelled(L, t);
+}
+
 void cr_task_wake(cr_task *t, int outcome) {
   cr_list_remove(&t->wnode);
   cr_loop_disarm(t->loop, &t->timer);
@@ -155,7 +160,8 @@ void cr_task_wake(cr_task *t, int outcome) {
 
 /* The deadline of a parked task passed: a sleep is over, a wait timed out. */
 void cr_task_timer(cr_loop *lp, cr_task *t) {
-  t->outcome = cr_list_linked(&t->wnode) ? CR_TIMEOUT : CR_OK;
+  if (t->wg != NULL && !cr_wait_detach(t)) return;  /* completion posted */
+  t->outcome = cr_list_linked(&t->wnode) || t->wg ? CR_TIMEOUT : CR_OK;
   cr_list_remove(&t->wnode);
   cr_loop_ready(lp, (cr_entry *)t);
 }
@@ -170,7 +176,7 @@ int cr_task_outcome(lua_State *L, cr_task *t) {
 }
 
 static int parked(cr_task *t) {
-  return cr_list_linked(&t->wnode) || t->timer.slot >= 0;
+  return cr_list_linked(&t->wnode) || t->timer.slot >= 0 || t->wg != NULL;
 }
 
 /* Request cancellation (L may be NULL from a signal: then no message).
@@ -185,9 +191,10 @@ int cr_task_cancel(lua_State *L, cr_task *t, int msgidx) {
     lua_setfield(L, -2, "msg");
     lua_pop(L, 2);
   }
-  if (parked(t) && !t->shielded && t->loop->current != t)
+  if (parked(t) && !t->shielded && t->loop->current != t &&
+      (t->wg == NULL || cr_wait_detach(t)))
     cr_task_wake(t, CR_CANCELLED);
-  else
+  else  /* running, ready, or a peer's completion is already posted */
     t->cancel_pending = 1;
   return 1;
 }
@@ -639,6 +646,7 @@ void cr_task_finish_all(lua_State *L, cr_loop *lp) {
     cr_list_remove(&t->node);
     cr_list_remove(&t->wnode);
     cr_loop_disarm(lp, &t->timer);
+    if (t->wg != NULL) cr_wait_abandon(t);
     if (t->started) closethread(t);
     cr_pushcancelled(L, 0);
     lua_pushnil(L);

@@ -14,7 +14,7 @@ for _, name in ipairs {
   "spawn", "sleep", "current", "tasks", "is_cancelled", "is_timeout",
   "queue", "lifo_queue", "priority_queue",
   "lock", "rlock", "semaphore", "bounded_semaphore", "event", "condition",
-  "barrier",
+  "barrier", "channel", "thread", "pool", "loop",
 } do
   corun[name] = core[name]
 end
@@ -268,8 +268,8 @@ local function with(self, fn, ...)
   return unpack(res, 2, res.n)
 end
 
-for _, make in ipairs { core.lock, core.semaphore, core.condition } do
-  getmetatable(make()).__index.with = with
+for _, class in ipairs { "corun.lock", "corun.semaphore", "corun.condition" } do
+  core.methods(class).with = with
 end
 
 -- condition:wait_for(pred, [timeout]): wait until pred() is true; returns
@@ -286,7 +286,34 @@ local function wait_for(self, pred, timeout)
   end
   return r
 end
-getmetatable(core.condition()).__index.wait_for = wait_for
+core.methods("corun.condition").wait_for = wait_for
+
+--[[ pools ]]
+
+local Pool = core.methods("corun.pool")
+
+-- pool:join(): wait until the closed pool has finished its queued work.
+function Pool:join()
+  self:_finished():wait()
+end
+
+-- pool:map(fn, list): fn over list on the pool; results in list order.
+function Pool:map(fn, list)
+  if type(list) ~= "table" then argerror("map", 2, "list expected") end
+  local futures, results = {}, {}
+  for i = 1, #list do futures[i] = self:submit(fn, list[i]) end
+  for i = 1, #list do results[i] = futures[i]:wait() end
+  return results
+end
+
+local default_pool
+
+-- corun.to_thread(fn, ...): run fn on the default pool (one worker per
+-- CPU) and return its results; only the calling task waits.
+function corun.to_thread(fn, ...)
+  default_pool = default_pool or core.pool()
+  return default_pool:submit(fn, ...):wait()
+end
 
 --[[ introspection ]]
 

@@ -1,0 +1,561 @@
+/*
+** channel.c
+** Wait groups (waits on objects other threads complete) and channels.
+**
+** A wait group is malloc'd when a task or a plain thread must wait; it has
+** one case per object (a channel send or receive, a future), linked in the
+** object's waiter list under the object's mutex. The first completion wins
+** the group's 'fired' flag (an atomic compare-and-swap); peers that lose it
+** skip that case, and the owner unlinks every case when it wakes. A task
+** owner is woken through its loop's inbox (the group's post); a plain
+** thread through the group's condition variable. An owner that times out
+** or is cancelled must win 'fired' too; if it loses, a completion is on its
+** way and the task takes it (a cancelled task keeps a received message and
+** gets Cancelled at its next suspension): nothing is lost.
+**
+** Lock order: an object's mutex, then a loop handle's or a group's mutex.
+** No two object mutexes are ever held at once.
+**
+** Channels: a ring of encoded messages (capacity -1: unbounded, 0:
+** rendezvous), and FIFO lists of waiting receive and send cases. A send
+** with a receiver waiting hands the message over; a receive that frees a
+** slot moves the first waiting sender's offer into the ring.
+*/
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "corun.h"
+
+#define CR_CHAN_MT "corun.channel"
+
+typedef struct cr_chan {
+  cr_shared base;             /* cr_lockable */
+  uv_mutex_t mu;
+  cr_msg **ring;              /* owned: buffered messages */
+  int head, n, cap;
+  long capacity;              /* -1: unbounded; 0: rendezvous */
+  int closed;
+  cr_list recvq, sendq;       /* cr_case, FIFO */
+} cr_chan;
+
+/* {=================================================================
+** Wait groups
+** ================================================================== */
+
+/* Free a group whose cases are unlinked, with the offers nobody took. */
+void cr_wait_free(cr_wgroup *g) {
+  int i;
+  for (i = 0; i < g->ncases; i++)
+    if (g->cases[i].offer != NULL && !(g->which == i && g->outcome == CR_OK))
+      cr_msg_free(g->cases[i].offer);
+  if (g->msg != NULL) cr_msg_free(g->msg);
+  if (g->lh != NULL) cr_shared_release(&g->lh->base);
+  free(g);
+}
+
+/* Unlink every case still linked (the owner does this once woken). */
+static void unlink_cases(cr_wgroup *g) {
+  int i;
+  for (i = 0; i < g->ncases; i++) {
+    cr_case *c = &g->cases[i];
+    if (c->obj == NULL) continue;
+    uv_mutex_lock(&c->obj->mu);
+    cr_list_remove(&c->node);
+    uv_mutex_unlock(&c->obj->mu);
+    cr_shared_release(&c->obj->base);
+    c->obj = NULL;
+  }
+}
+
+/* In the owner's loop: a peer completed the group. */
+static void post_run(lua_State *L, cr_loop *lp, cr_post *p) {
+  cr_wgroup *g = cr_container_of(p, cr_wgroup, post);
+  (void)L;
+  unlink_cases(g);
+  cr_loop_remote(lp, -1);
+  if (g->task == NULL) {  /* its task was closed meanwhile */
+    cr_wait_free(g);
+    return;
+  }
+  cr_task_wake(g->task, CR_OK);
+}
+
+static void post_drop(cr_post *p) {
+  cr_wgroup *g = cr_container_of(p, cr_wgroup, post);
+  unlink_cases(g);
+  cr_wait_free(g);
+}
+
+/* A new group with 'n' cases for the running task (or, task NULL, for a
+** plain thread). Returns NULL when out of memory. */
+cr_wgroup *cr_wait_new(cr_task *task, int n) {
+  cr_wgroup *g = (cr_wgroup *)calloc(1, sizeof *g + n * sizeof(cr_case));
+  int i;
+  if (g == NULL) return NULL;
+  atomic_init(&g->fired, 0);
+  g->cases = (cr_case *)(g + 1);
+  g->ncases = n;
+  g->which = -1;
+  g->task = task;
+  g->post.run = post_run;
+  g->post.drop = post_drop;
+  for (i = 0; i < n; i++) {
+    cr_list_init(&g->cases[i].node);
+    g->cases[i].group = g;
+    g->cases[i].index = i;
+  }
+  if (task != NULL) {
+    g->lh = task->loop->lh;
+    cr_shared_retain(&g->lh->base);
+  }
+  return g;
+}
+
+/* Link case 'c' in list 'q' of object 'obj' (caller holds obj->mu). */
+void cr_wait_link(cr_case *c, cr_lockable *obj, cr_list *q) {
+  cr_shared_retain(&obj->base);
+  c->obj = obj;
+  cr_list_push(q, &c->node);
+}
+
+/* Complete case 'c' (caller holds its object's mutex). Returns 0 when its
+** group had already fired: the case is stale and the caller skips it. */
+int cr_wait_complete(cr_case *c, int outcome, cr_msg *msg) {
+  cr_wgroup *g = c->group;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
+  cr_list_remove(&c->node);
+  g->which = c->index;
+  g->outcome = outcome;
+  g->msg = msg;
+  if (g->task != NULL) {
+    if (cr_loop_post(g->lh, &g->post) != 0 && msg != NULL) {
+      g->msg = NULL;  /* the loop is gone: so is its task */
+      cr_msg_free(msg);
+    }
+  }
+  else {  /* after the signal the owner may free g: touch nothing */
+    uv_mutex_lock(&g->mu);
+    g->signalled = 1;
+    uv_cond_signal(&g->cond);
+    uv_mutex_unlock(&g->mu);
+  }
+  return 1;
+}
+
+/* The owner gives up (timeout, cancel): 1 when it won the group, which is
+** then unlinked; 0 when a completion is already on its way. */
+static int detach(cr_wgroup *g, cr_loop *lp) {
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
+  unlink_cases(g);
+  if (lp != NULL) cr_loop_remote(lp, -1);
+  return 1;
+}
+
+int cr_wait_detach(cr_task *t) {
+  return detach(t->wg, t->loop);
+}
+
+/* A task is closed for good while it waits on its group. */
+void cr_wait_abandon(cr_task *t) {
+  cr_wgroup *g = t->wg;
+  t->wg = NULL;
+  if (detach(g, t->loop))
+    cr_wait_free(g);
+  else
+    g->task = NULL;  /* the posted completion frees it */
+}
+
+/* Complete the first live case of list 'q' (caller holds the mutex). */
+static cr_case *complete_first(cr_list *q, int outcome, cr_msg *msg) {
+  cr_list *n = q->next;
+  while (n != q) {
+    cr_list *next = n->next;
+    cr_case *c = cr_container_of(n, cr_case, node);
+    if (cr_wait_complete(c, outcome, msg)) return c;
+    n = next;
+  }
+  return NULL;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** Waiting: a task parks; a plain thread (no loop running) blocks.
+** ================================================================== */
+
+/* The running task if the caller is one; NULL for a plain thread. Raises
+** when called from a plain callback of a running loop (blocking there
+** would block the loop). */
+cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname) {
+  if (lp->current != NULL && lp->current->co == L) {
+    cr_task *t = cr_task_enter(L, lp, fname);
+    cr_task_checkcancel(L, t);
+    return t;
+  }
+  if (lp->running)
+    luaL_error(L, "%s: would block the loop (call it from a task)", fname);
+  return NULL;
+}
+
+static double opttimeout(lua_State *L, int arg) {
+  double d;
+  if (lua_isnoneornil(L, arg)) return -1;
+  d = luaL_checknumber(L, arg);
+  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
+  return d;
+}
+
+/* Block this OS thread until 'g' fires or 'timeout' passes (< 0: never).
+** Returns the outcome, CR_TIMEOUT when this thread won the group. The
+** group's cases were linked after its mutex and condition were made. */
+static int block(cr_wgroup *g, double timeout) {
+  uint64_t deadline = timeout < 0 ? 0 : uv_hrtime() + (uint64_t)(timeout * 1e9);
+  int outcome = CR_OK;
+  uv_mutex_lock(&g->mu);
+  while (!g->signalled) {
+    if (timeout < 0)
+      uv_cond_wait(&g->cond, &g->mu);
+    else {
+      uint64_t now = uv_hrtime();
+      if (now >= deadline ||
+          uv_cond_timedwait(&g->cond, &g->mu, deadline - now) == UV_ETIMEDOUT) {
+        int expected = 0;  /* win the group; unlink once unlocked */
+        if (atomic_compare_exchange_strong(&g->fired, &expected, 1)) {
+          outcome = CR_TIMEOUT;
+          break;
+        }
+      }
+    }
+  }
+  uv_mutex_unlock(&g->mu);
+  unlink_cases(g);
+  uv_cond_destroy(&g->cond);
+  uv_mutex_destroy(&g->mu);
+  return outcome == CR_TIMEOUT ? CR_TIMEOUT : g->outcome;
+}
+
+/* A task parks on its group 'g' (its cases are linked). */
+int cr_wait_park(lua_State *L, cr_task *t, cr_wgroup *g, double timeout,
+                 lua_KContext ctx, lua_KFunction k) {
+  t->wg = g;
+  cr_loop_remote(t->loop, 1);
+  return cr_task_park(L, t, NULL, timeout, ctx, k);
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** Channels
+** ================================================================== */
+
+static void chan_destroy(cr_shared *s) {
+  cr_chan *ch = (cr_chan *)s;
+  while (ch->n > 0) {
+    cr_msg_free(ch->ring[ch->head]);
+    ch->head = (ch->head + 1) % ch->cap;
+    ch->n--;
+  }
+  free(ch->ring);
+  uv_mutex_destroy(&ch->mu);
+  free(ch);
+}
+
+static const cr_shared_type chan_type = { CR_CHAN_MT, chan_destroy };
+
+static cr_chan *checkchan(lua_State *L) {
+  return (cr_chan *)cr_shared_check(L, 1, &chan_type);
+}
+
+/* Append 'm' to the ring (caller holds the mutex). -1 on ENOMEM. */
+static int ring_push(cr_chan *ch, cr_msg *m) {
+  if (ch->n == ch->cap) {
+    int i, cap = ch->cap ? ch->cap * 2 : 16;
+    cr_msg **r = (cr_msg **)malloc(cap * sizeof *r);
+    if (r == NULL) return -1;
+    for (i = 0; i < ch->n; i++) r[i] = ch->ring[(ch->head + i) % ch->cap];
+    free(ch->ring);
+    ch->ring = r;
+    ch->head = 0;
+    ch->cap = cap;
+  }
+  ch->ring[(ch->head + ch->n++) % ch->cap] = m;
+  return 0;
+}
+
+static cr_msg *ring_pop(cr_chan *ch) {
+  cr_msg *m = ch->ring[ch->head];
+  ch->head = (ch->head + 1) % ch->cap;
+  ch->n--;
+  return m;
+}
+
+/* Take the offer of the first live sender (caller holds the mutex). */
+static cr_msg *take_offer(cr_chan *ch) {
+  cr_list *n = ch->sendq.next;
+  while (n != &ch->sendq) {
+    cr_list *next = n->next;
+    cr_case *c = cr_container_of(n, cr_case, node);
+    cr_msg *m = c->offer;  /* read before: the owner may go once it fired */
+    if (cr_wait_complete(c, CR_OK, NULL)) return m;
+    n = next;
+  }
+  return NULL;
+}
+
+/* Send 'm' now if possible (caller holds the mutex): 1 sent (the channel
+** owns 'm'), 0 must wait, -1 closed, -2 out of memory. */
+static int try_send(cr_chan *ch, cr_msg *m) {
+  if (ch->closed) return -1;
+  if (complete_first(&ch->recvq, CR_OK, m) != NULL) return 1;
+  if (ch->capacity < 0 || ch->n < ch->capacity)
+    return ring_push(ch, m) == 0 ? 1 : -2;
+  return 0;
+}
+
+/* Receive now if possible (caller holds the mutex): 1 got '*m', 0 must
+** wait, -1 closed and drained. */
+static int try_recv(cr_chan *ch, cr_msg **m) {
+  if (ch->n > 0) {
+    cr_msg *offer;
+    *m = ring_pop(ch);
+    if ((offer = take_offer(ch)) != NULL && ring_push(ch, offer) != 0)
+      cr_msg_free(offer);  /* cannot happen: a slot was just freed */
+    return 1;
+  }
+  if ((*m = take_offer(ch)) != NULL) return 1;
+  return ch->closed ? -1 : 0;
+}
+
+static int pushfail(lua_State *L, const char *why) {
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+/* Push the value of message 'm' and free it. */
+static int pushmsg(lua_State *L, cr_msg *m) {
+  int n = cr_codec_decode(L, m, CR_CODEC_FUNCTIONS);
+  cr_msg_free(m);
+  return n;
+}
+
+/* What a parked task gets: ctx 's' send, 'r' recv, 'i' iter step. */
+static int chan_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_task *me = cr_loop_get(L)->current;
+  cr_wgroup *g = me->wg;
+  int outcome = g->outcome;
+  cr_msg *m = g->msg;
+  (void)status;
+  me->wg = NULL;
+  g->msg = NULL;
+  if (me->outcome != CR_OK) {  /* timed out or cancelled: the owner won */
+    cr_wait_free(g);
+    cr_task_outcome(L, me);  /* raises Cancelled */
+    return pushfail(L, "timeout");
+  }
+  cr_wait_free(g);
+  if (outcome == CR_CLOSED) return ctx == 'i' ? 0 : pushfail(L, "closed");
+  if (ctx == 's') {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return pushmsg(L, m);
+}
+
+static int chan_send(lua_State *L) {
+  cr_chan *ch = checkchan(L);
+  cr_loop *lp = cr_loop_get(L);
+  double timeout = opttimeout(L, 3);
+  cr_task *me;
+  cr_wgroup *g;
+  cr_msg *m;
+  int r;
+  luaL_checkany(L, 2);
+  me = cr_wait_caller(L, lp, "send");
+  m = cr_codec_encode(L, 2, 1, "value", CR_CODEC_FUNCTIONS);
+  uv_mutex_lock(&ch->mu);
+  r = try_send(ch, m);
+  if (r == 0 && timeout != 0) {
+    g = cr_wait_new(me, 1);
+    if (g != NULL && me == NULL &&
+        (uv_mutex_init(&g->mu) != 0 || uv_cond_init(&g->cond) != 0)) {
+      free(g);
+      g = NULL;
+    }
+    if (g == NULL) r = -2;
+    else {
+      g->cases[0].offer = m;
+      g->cases[0].send = 1;
+      cr_wait_link(&g->cases[0], (cr_lockable *)ch, &ch->sendq);
+    }
+  }
+  uv_mutex_unlock(&ch->mu);
+  if (r != 0 && r != 1) cr_msg_free(m);
+  switch (r) {
+    case 1: lua_pushboolean(L, 1); return 1;
+    case -1: return pushfail(L, "closed");
+    case -2: return luaL_error(L, "send: not enough memory");
+  }
+  if (timeout == 0) {
+    cr_msg_free(m);
+    return pushfail(L, "timeout");
+  }
+  if (me != NULL) return cr_wait_park(L, me, g, timeout, 's', chan_k);
+  r = block(g, timeout);
+  cr_wait_free(g);
+  if (r == CR_TIMEOUT) return pushfail(L, "timeout");
+  if (r == CR_CLOSED) return pushfail(L, "closed");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* recv: ctx 'r' (value | nil,why) or 'i' (the iter step: value | nothing). */
+static int recv_(lua_State *L, double timeout, lua_KContext ctx) {
+  cr_chan *ch = checkchan(L);
+  cr_loop *lp = cr_loop_get(L);
+  cr_task *me = cr_wait_caller(L, lp, ctx == 'i' ? "iter" : "recv");
+  cr_wgroup *g = NULL;
+  cr_msg *m = NULL;
+  int r;
+  uv_mutex_lock(&ch->mu);
+  r = try_recv(ch, &m);
+  if (r == 0 && timeout != 0) {
+    g = cr_wait_new(me, 1);
+    if (g != NULL && me == NULL &&
+        (uv_mutex_init(&g->mu) != 0 || uv_cond_init(&g->cond) != 0)) {
+      free(g);
+      g = NULL;
+    }
+    if (g == NULL) r = -2;
+    else cr_wait_link(&g->cases[0], (cr_lockable *)ch, &ch->recvq);
+  }
+  uv_mutex_unlock(&ch->mu);
+  switch (r) {
+    case 1: return pushmsg(L, m);
+    case -1: return ctx == 'i' ? 0 : pushfail(L, "closed");
+    case -2: return luaL_error(L, "recv: not enough memory");
+  }
+  if (timeout == 0) return pushfail(L, "timeout");
+  lua_settop(L, 1);
+  if (me != NULL) return cr_wait_park(L, me, g, timeout, ctx, chan_k);
+  r = block(g, timeout);
+  m = g->msg;
+  g->msg = NULL;
+  cr_wait_free(g);
+  if (r == CR_TIMEOUT) return pushfail(L, "timeout");
+  if (r == CR_CLOSED) return ctx == 'i' ? 0 : pushfail(L, "closed");
+  return pushmsg(L, m);
+}
+
+static int chan_recv(lua_State *L) {
+  return recv_(L, opttimeout(L, 2), 'r');
+}
+
+static int chan_next(lua_State *L) {
+  return recv_(L, -1, 'i');
+}
+
+static int chan_iter(lua_State *L) {
+  checkchan(L);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushvalue(L, 1);
+  return 2;
+}
+
+static int chan_close(lua_State *L) {
+  cr_chan *ch = checkchan(L);
+  uv_mutex_lock(&ch->mu);
+  ch->closed = 1;
+  while (complete_first(&ch->recvq, CR_CLOSED, NULL) != NULL) {}
+  while (complete_first(&ch->sendq, CR_CLOSED, NULL) != NULL) {}
+  uv_mutex_unlock(&ch->mu);
+  return 0;
+}
+
+static int chan_len(lua_State *L) {
+  cr_chan *ch = checkchan(L);
+  int n;
+  uv_mutex_lock(&ch->mu);
+  n = ch->n;
+  uv_mutex_unlock(&ch->mu);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int chan_closed(lua_State *L) {
+  cr_chan *ch = checkchan(L);
+  int c;
+  uv_mutex_lock(&ch->mu);
+  c = ch->closed;
+  uv_mutex_unlock(&ch->mu);
+  lua_pushboolean(L, c);
+  return 1;
+}
+
+static int chan_tostring(lua_State *L) {
+  cr_chan *ch = checkchan(L);
+  lua_pushfstring(L, "corun.channel (capacity %d): %p", (int)ch->capacity,
+                  (void *)ch);
+  return 1;
+}
+
+/* corun.channel([capacity]): nil unbounded, 0 rendezvous. */
+static int chan_new(lua_State *L) {
+  lua_Integer cap = -1;
+  cr_chan *ch;
+  if (!lua_isnoneornil(L, 1)) {
+    cap = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, cap >= 0 && cap <= 0x7fffffff, 1,
+                  "capacity must be >= 0");
+  }
+  ch = (cr_chan *)calloc(1, sizeof *ch);
+  if (ch == NULL || uv_mutex_init(&ch->mu) != 0) {
+    free(ch);
+    return luaL_error(L, "channel: not enough memory");
+  }
+  cr_shared_init(&ch->base, &chan_type);
+  ch->capacity = (long)cap;
+  cr_list_init(&ch->recvq);
+  cr_list_init(&ch->sendq);
+  cr_shared_push(L, &ch->base);
+  return 1;
+}
+
+void cr_channel_open_lib(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"channel", chan_new},
+    {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__len", chan_len},
+    {"__tostring", chan_tostring},
+    {NULL, NULL}
+  };
+  static const luaL_Reg methods[] = {
+    {"send", chan_send},
+    {"recv", chan_recv},
+    {"close", chan_close},
+    {"closed", chan_closed},
+    {NULL, NULL}
+  };
+  int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
+  cr_setfuncs(L, funcs, loopidx);
+  cr_shared_newclass(L, &chan_type, meta, methods, loopidx);
+  luaL_getmetatable(L, CR_CHAN_MT);
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, loopidx);
+  lua_pushvalue(L, loopidx);
+  lua_pushcclosure(L, chan_next, 1);
+  lua_pushcclosure(L, chan_iter, 2);
+  lua_setfield(L, -2, "iter");
+  lua_pop(L, 2);
+}
+
+/* }================================================================= */
