@@ -528,9 +528,172 @@ static int chan_new(lua_State *L) {
   return 1;
 }
 
+/* {=================================================================
+** select: one wait group over several channel cases. The channels are
+** locked together, in address order (the only place holding several
+** channel mutexes), so polling and linking all cases is atomic; the cases
+** are polled from a random start, so that no ready case starves.
+** ================================================================== */
+
+#define MAXCASES 64
+
+typedef struct selcase {
+  cr_chan *ch;
+  int send;
+  int index;                  /* 1-based, as given */
+} selcase;
+
+static int bychan(const void *a, const void *b) {
+  const cr_chan *x = ((const selcase *)a)->ch, *y = ((const selcase *)b)->ch;
+  return (x > y) - (x < y);
+}
+
+static void lockall(selcase *sorted, int n, int lock) {
+  int i;
+  for (i = 0; i < n; i++) {
+    if (i > 0 && sorted[i].ch == sorted[i - 1].ch) continue;
+    if (lock) uv_mutex_lock(&sorted[i].ch->mu);
+    else uv_mutex_unlock(&sorted[i].ch->mu);
+  }
+}
+
+static unsigned nextrand(void) {
+  static _Atomic unsigned state = 2463534242u;
+  unsigned x = atomic_load_explicit(&state, memory_order_relaxed);
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  atomic_store_explicit(&state, x, memory_order_relaxed);
+  return x;
+}
+
+/* The result of case 'i' (0-based): recv value, send true, or closed. */
+static int selresult(lua_State *L, int i, int outcome, cr_msg *m, int send) {
+  lua_pushinteger(L, i + 1);
+  if (outcome == CR_CLOSED) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 3;
+  }
+  if (send) {
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  return 1 + pushmsg(L, m);
+}
+
+static int select_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_task *me = cr_loop_get(L)->current;
+  cr_wgroup *g = me->wg;
+  int which = g->which, outcome = g->outcome, send;
+  cr_msg *m = g->msg;
+  (void)status; (void)ctx;
+  me->wg = NULL;
+  g->msg = NULL;
+  send = which >= 0 && g->cases[which].send;
+  cr_wait_free(g);
+  if (me->outcome != CR_OK) {
+    cr_task_outcome(L, me);  /* raises Cancelled */
+    return pushfail(L, "timeout");
+  }
+  return selresult(L, which, outcome, m, send);
+}
+
+/* Check case table 'arg': {channel, "recv"} or {channel, "send", value}. */
+static void checkcase(lua_State *L, int arg, selcase *c) {
+  const char *op;
+  luaL_argcheck(L, lua_type(L, arg) == LUA_TTABLE, arg,
+                "case expected ({channel, \"recv\"} or {channel, \"send\", v})");
+  lua_rawgeti(L, arg, 1);
+  c->ch = (cr_chan *)cr_shared_test(L, -1);
+  if (c->ch == NULL || c->ch->base.type != &chan_type)
+    luaL_argerror(L, arg, "case[1] must be a channel");
+  lua_rawgeti(L, arg, 2);
+  op = lua_tostring(L, -1);
+  if (op == NULL || (strcmp(op, "recv") != 0 && strcmp(op, "send") != 0))
+    luaL_argerror(L, arg, "case[2] must be \"recv\" or \"send\"");
+  c->send = op[0] == 's';
+  c->index = arg;
+  lua_pop(L, 2);
+}
+
+static int chan_select(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  int n = lua_gettop(L), i, k, start, winner = -1, r = 0;
+  double timeout = -1;
+  selcase cases[MAXCASES], sorted[MAXCASES];
+  cr_msg *offers[MAXCASES], *m = NULL;
+  cr_task *me;
+  cr_wgroup *g = NULL;
+  if (n > 0 && lua_type(L, n) == LUA_TNUMBER) timeout = opttimeout(L, n--);
+  luaL_argcheck(L, n >= 1, 1, "at least one case expected");
+  luaL_argcheck(L, n <= MAXCASES, MAXCASES + 1, "too many cases");
+  for (i = 0; i < n; i++) checkcase(L, i + 1, &cases[i]);
+  me = cr_wait_caller(L, lp, "select");
+  for (i = 0; i < n; i++) offers[i] = NULL;
+  for (i = 0; i < n; i++) {  /* encode what is sent (may raise) */
+    if (!cases[i].send) continue;
+    lua_rawgeti(L, i + 1, 3);
+    luaL_argcheck(L, !lua_isnil(L, -1), i + 1, "case[3]: nil cannot be sent");
+    offers[i] = cr_codec_encode(L, lua_gettop(L), 1, "value",
+                                CR_CODEC_FUNCTIONS);
+    lua_pop(L, 1);
+  }
+  memcpy(sorted, cases, n * sizeof *cases);
+  qsort(sorted, n, sizeof *sorted, bychan);
+  lockall(sorted, n, 1);
+  start = (int)(nextrand() % (unsigned)n);
+  for (k = 0; k < n && winner < 0; k++) {
+    i = (start + k) % n;
+    r = cases[i].send ? try_send(cases[i].ch, offers[i])
+                      : try_recv(cases[i].ch, &m);
+    if (r != 0) winner = i;
+  }
+  if (winner < 0 && timeout != 0) {
+    g = cr_wait_new(me, n);
+    if (g != NULL && me == NULL &&
+        (uv_mutex_init(&g->mu) != 0 || uv_cond_init(&g->cond) != 0)) {
+      free(g);
+      g = NULL;
+    }
+    for (i = 0; g != NULL && i < n; i++) {
+      g->cases[i].send = cases[i].send;
+      g->cases[i].offer = offers[i];
+      offers[i] = NULL;
+      cr_wait_link(&g->cases[i], (cr_lockable *)cases[i].ch,
+                   cases[i].send ? &cases[i].ch->sendq : &cases[i].ch->recvq);
+    }
+  }
+  lockall(sorted, n, 0);
+  if (winner >= 0 && cases[winner].send && r == 1) offers[winner] = NULL;
+  for (i = 0; i < n; i++)
+    if (offers[i] != NULL) cr_msg_free(offers[i]);
+  if (winner >= 0) {
+    if (r == -2) return luaL_error(L, "select: not enough memory");
+    return selresult(L, winner, r == -1 ? CR_CLOSED : CR_OK, m,
+                     cases[winner].send);
+  }
+  if (timeout == 0) return pushfail(L, "timeout");
+  if (g == NULL) return luaL_error(L, "select: not enough memory");
+  lua_settop(L, 0);
+  if (me != NULL) return cr_wait_park(L, me, g, timeout, 'S', select_k);
+  r = block(g, timeout);
+  {
+    int which = g->which, send = which >= 0 && g->cases[which].send;
+    m = g->msg;
+    g->msg = NULL;
+    cr_wait_free(g);
+    if (r == CR_TIMEOUT) return pushfail(L, "timeout");
+    return selresult(L, which, r, m, send);
+  }
+}
+
+/* }================================================================= */
+
 void cr_channel_open_lib(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"channel", chan_new},
+    {"select", chan_select},
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {
