@@ -6,7 +6,7 @@
 #   make install install corun into /usr/local (module, Lua files, runner)
 
 DEBS := cmake make gcc pkg-config git lua5.4 liblua5.4-dev libuv1-dev \
-        lua-busted luarocks valgrind python3
+        lua-busted luarocks valgrind python3 clang libclang-rt-14-dev
 BUILD ?= build
 JOBS ?= 2
 
@@ -46,4 +46,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf build build-asan build.luarocks
+	rm -rf build build-asan build-tsan build-fuzz build.luarocks

@@ -61,6 +61,10 @@ static void unlink_cases(cr_wgroup *g) {
   int i;
   for (i = 0; i < g->ncases; i++) {
     cr_case *c = &g->cases[i];
+    if (c->queue) {  /* loop-local: the owner's thread, no lock */
+      cr_list_remove(&c->node);
+      continue;
+    }
     if (c->obj == NULL) continue;
     uv_mutex_lock(&c->obj->mu);
     cr_list_remove(&c->node);
@@ -75,7 +79,7 @@ static void post_run(lua_State *L, cr_loop *lp, cr_post *p) {
   cr_wgroup *g = cr_container_of(p, cr_wgroup, post);
   (void)L;
   unlink_cases(g);
-  cr_loop_remote(lp, -1);
+  if (g->remote) cr_loop_remote(lp, -1);
   if (g->task == NULL) {  /* its task was closed meanwhile */
     cr_wait_free(g);
     return;
@@ -152,7 +156,21 @@ static int detach(cr_wgroup *g, cr_loop *lp) {
   int expected = 0;
   if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
   unlink_cases(g);
-  if (lp != NULL) cr_loop_remote(lp, -1);
+  if (lp != NULL && g->remote) cr_loop_remote(lp, -1);
+  return 1;
+}
+
+/* Complete case 'c' of a queue: the queue and the owner task are in this
+** thread, so the owner is woken directly. 0 when the group had fired. */
+int cr_wait_complete_local(cr_case *c, int outcome) {
+  cr_wgroup *g = c->group;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
+  g->which = c->index;
+  g->outcome = outcome;
+  unlink_cases(g);
+  if (g->remote) cr_loop_remote(g->task->loop, -1);
+  cr_task_wake(g->task, CR_OK);
   return 1;
 }
 
@@ -243,8 +261,11 @@ static int block(cr_wgroup *g, double timeout) {
 /* A task parks on its group 'g' (its cases are linked). */
 int cr_wait_park(lua_State *L, cr_task *t, cr_wgroup *g, double timeout,
                  lua_KContext ctx, lua_KFunction k) {
+  int i;
+  for (i = 0; i < g->ncases; i++)
+    if (!g->cases[i].queue) g->remote = 1;
   t->wg = g;
-  cr_loop_remote(t->loop, 1);
+  if (g->remote) cr_loop_remote(t->loop, 1);
   return cr_task_park(L, t, NULL, timeout, ctx, k);
 }
 
@@ -538,9 +559,9 @@ static int chan_new(lua_State *L) {
 #define MAXCASES 64
 
 typedef struct selcase {
-  cr_chan *ch;
-  int send;
-  int index;                  /* 1-based, as given */
+  cr_chan *ch;                /* a channel case, or NULL: a queue case */
+  int send;                   /* send / put */
+  int index;                  /* 0-based position (argument index + 1) */
 } selcase;
 
 static int bychan(const void *a, const void *b) {
@@ -548,9 +569,11 @@ static int bychan(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Lock (or unlock) the channels of 'sorted' (queue cases, NULL, first). */
 static void lockall(selcase *sorted, int n, int lock) {
   int i;
   for (i = 0; i < n; i++) {
+    if (sorted[i].ch == NULL) continue;
     if (i > 0 && sorted[i].ch == sorted[i - 1].ch) continue;
     if (lock) uv_mutex_lock(&sorted[i].ch->mu);
     else uv_mutex_unlock(&sorted[i].ch->mu);
@@ -567,59 +590,108 @@ static unsigned nextrand(void) {
   return x;
 }
 
-/* The result of case 'i' (0-based): recv value, send true, or closed. */
-static int selresult(lua_State *L, int i, int outcome, cr_msg *m, int send) {
-  lua_pushinteger(L, i + 1);
+/* Push the result of case 'i' (0-based): i+1 and then the received value
+** (already on top for a queue get: 'have'), true for a send, or nil,
+** "closed". */
+static int selresult(lua_State *L, int i, int outcome, cr_msg *m, int send,
+                     int have) {
   if (outcome == CR_CLOSED) {
+    lua_pushinteger(L, i + 1);
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
     return 3;
   }
   if (send) {
+    lua_pushinteger(L, i + 1);
     lua_pushboolean(L, 1);
     return 2;
   }
+  if (have) {
+    lua_pushinteger(L, i + 1);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushinteger(L, i + 1);
   return 1 + pushmsg(L, m);
 }
 
 static int select_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = cr_loop_get(L)->current;
   cr_wgroup *g = me->wg;
-  int which = g->which, outcome = g->outcome, send;
+  int which = g->which, outcome = g->outcome, send = 0, queue = 0;
   cr_msg *m = g->msg;
   (void)status; (void)ctx;
   me->wg = NULL;
   g->msg = NULL;
-  send = which >= 0 && g->cases[which].send;
+  if (which >= 0) {
+    send = g->cases[which].send;
+    queue = g->cases[which].queue;
+  }
   cr_wait_free(g);
   if (me->outcome != CR_OK) {
     cr_task_outcome(L, me);  /* raises Cancelled */
     return pushfail(L, "timeout");
   }
-  return selresult(L, which, outcome, m, send);
+  return selresult(L, which, outcome, m, send, queue && !send);
 }
 
-/* Check case table 'arg': {channel, "recv"} or {channel, "send", value}. */
+/* Check case table 'arg': {channel, "recv"}, {channel, "send", v},
+** {queue, "get"} or {queue, "put", v}. */
 static void checkcase(lua_State *L, int arg, selcase *c) {
   const char *op;
+  int isq;
   luaL_argcheck(L, lua_type(L, arg) == LUA_TTABLE, arg,
-                "case expected ({channel, \"recv\"} or {channel, \"send\", v})");
+                "case expected (e.g. {ch, \"recv\"} or {q, \"put\", v})");
   lua_rawgeti(L, arg, 1);
   c->ch = (cr_chan *)cr_shared_test(L, -1);
-  if (c->ch == NULL || c->ch->base.type != &chan_type)
-    luaL_argerror(L, arg, "case[1] must be a channel");
+  isq = cr_queue_test(L, -1);
+  if (!isq && (c->ch == NULL || c->ch->base.type != &chan_type))
+    luaL_argerror(L, arg, "case[1] must be a channel or a queue");
   lua_rawgeti(L, arg, 2);
   op = lua_tostring(L, -1);
-  if (op == NULL || (strcmp(op, "recv") != 0 && strcmp(op, "send") != 0))
-    luaL_argerror(L, arg, "case[2] must be \"recv\" or \"send\"");
-  c->send = op[0] == 's';
-  c->index = arg;
+  if (op == NULL || (strcmp(op, "recv") != 0 && strcmp(op, "send") != 0 &&
+                     strcmp(op, "get") != 0 && strcmp(op, "put") != 0))
+    luaL_argerror(L, arg, "case[2] must be \"recv\", \"send\", \"get\" or "
+                          "\"put\"");
+  c->send = op[0] == 's' || op[0] == 'p';
+  c->index = arg - 1;
+  if (isq) {
+    c->ch = NULL;
+    if (c->send && cr_queue_is_priority(L, -2))
+      luaL_argerror(L, arg, "put cases on a priority queue are not supported");
+  }
+  if (c->send) {
+    lua_rawgeti(L, arg, 3);
+    if (lua_isnil(L, -1)) luaL_argerror(L, arg, "case[3]: nil cannot be sent");
+    lua_pop(L, 1);
+  }
   lua_pop(L, 2);
+}
+
+/* Poll the queue cases from a random start: 1 + index of the one done
+** (its result pushed), else 0. */
+static int pollqueues(lua_State *L, selcase *cases, int n, int *r) {
+  int k, start = (int)(nextrand() % (unsigned)n);
+  for (k = 0; k < n; k++) {
+    selcase *c = &cases[(start + k) % n];
+    if (c->ch != NULL) continue;
+    lua_rawgeti(L, c->index + 1, 1);
+    lua_rawgeti(L, c->index + 1, 3);
+    *r = cr_queue_select_try(L, -2, c->send, -1);
+    if (*r == 1 && !c->send) {  /* keep the item, drop queue and value */
+      lua_insert(L, -3);
+      lua_pop(L, 2);
+    }
+    else
+      lua_pop(L, 2);
+    if (*r != 0) return c->index + 1;
+  }
+  return 0;
 }
 
 static int chan_select(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
-  int n = lua_gettop(L), i, k, start, winner = -1, r = 0;
+  int n = lua_gettop(L), i, k, start, winner = -1, r = 0, nq = 0;
   double timeout = -1;
   selcase cases[MAXCASES], sorted[MAXCASES];
   cr_msg *offers[MAXCASES], *m = NULL;
@@ -628,13 +700,22 @@ static int chan_select(lua_State *L) {
   if (n > 0 && lua_type(L, n) == LUA_TNUMBER) timeout = opttimeout(L, n--);
   luaL_argcheck(L, n >= 1, 1, "at least one case expected");
   luaL_argcheck(L, n <= MAXCASES, MAXCASES + 1, "too many cases");
-  for (i = 0; i < n; i++) checkcase(L, i + 1, &cases[i]);
+  lua_settop(L, n);
+  for (i = 0; i < n; i++) {
+    checkcase(L, i + 1, &cases[i]);
+    nq += cases[i].ch == NULL;
+  }
   me = cr_wait_caller(L, lp, "select");
+  if (nq > 0 && me == NULL)
+    return luaL_error(L, "select: queue cases need a task");
+  if (nq > 0 && (winner = pollqueues(L, cases, n, &r)) > 0)
+    return selresult(L, winner - 1, r == -1 ? CR_CLOSED : CR_OK, NULL,
+                     cases[winner - 1].send, 1);
+  winner = -1;
   for (i = 0; i < n; i++) offers[i] = NULL;
   for (i = 0; i < n; i++) {  /* encode what is sent (may raise) */
-    if (!cases[i].send) continue;
+    if (!cases[i].send || cases[i].ch == NULL) continue;
     lua_rawgeti(L, i + 1, 3);
-    luaL_argcheck(L, !lua_isnil(L, -1), i + 1, "case[3]: nil cannot be sent");
     offers[i] = cr_codec_encode(L, lua_gettop(L), 1, "value",
                                 CR_CODEC_FUNCTIONS);
     lua_pop(L, 1);
@@ -645,6 +726,7 @@ static int chan_select(lua_State *L) {
   start = (int)(nextrand() % (unsigned)n);
   for (k = 0; k < n && winner < 0; k++) {
     i = (start + k) % n;
+    if (cases[i].ch == NULL) continue;
     r = cases[i].send ? try_send(cases[i].ch, offers[i])
                       : try_recv(cases[i].ch, &m);
     if (r != 0) winner = i;
@@ -658,6 +740,7 @@ static int chan_select(lua_State *L) {
     }
     for (i = 0; g != NULL && i < n; i++) {
       g->cases[i].send = cases[i].send;
+      if (cases[i].ch == NULL) continue;  /* linked below */
       g->cases[i].offer = offers[i];
       offers[i] = NULL;
       cr_wait_link(&g->cases[i], (cr_lockable *)cases[i].ch,
@@ -671,11 +754,16 @@ static int chan_select(lua_State *L) {
   if (winner >= 0) {
     if (r == -2) return luaL_error(L, "select: not enough memory");
     return selresult(L, winner, r == -1 ? CR_CLOSED : CR_OK, m,
-                     cases[winner].send);
+                     cases[winner].send, 0);
   }
   if (timeout == 0) return pushfail(L, "timeout");
   if (g == NULL) return luaL_error(L, "select: not enough memory");
-  lua_settop(L, 0);
+  for (i = 0; i < n; i++) {  /* queue cases: this thread only, no lock */
+    if (cases[i].ch != NULL) continue;
+    lua_rawgeti(L, i + 1, 1);
+    cr_queue_select_link(L, lua_gettop(L), cases[i].send, &g->cases[i]);
+    lua_pop(L, 1);
+  }
   if (me != NULL) return cr_wait_park(L, me, g, timeout, 'S', select_k);
   r = block(g, timeout);
   {
@@ -684,7 +772,7 @@ static int chan_select(lua_State *L) {
     g->msg = NULL;
     cr_wait_free(g);
     if (r == CR_TIMEOUT) return pushfail(L, "timeout");
-    return selresult(L, which, r, m, send);
+    return selresult(L, which, r, m, send, 0);
   }
 }
 

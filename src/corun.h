@@ -206,6 +206,7 @@ typedef struct cr_case {
   cr_msg *offer;              /* a send: the message offered */
   int index;                  /* position in the group */
   int send;                   /* a send case (else receive or wait) */
+  int queue;                  /* a case on a (loop-local) queue */
 } cr_case;
 
 /* A wait on one or more cross-thread objects by a task or a plain thread.
@@ -221,6 +222,7 @@ struct cr_wgroup {
   uv_mutex_t mu;              /* plain threads: signalled under mu */
   uv_cond_t cond;
   int signalled;
+  int remote;                 /* has cases other threads complete */
   int ncases;
   cr_case *cases;
 };
@@ -233,6 +235,7 @@ cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname);
 int cr_wait_park(lua_State *L, cr_task *t, cr_wgroup *g, double timeout,
                  lua_KContext ctx, lua_KFunction k);
 int cr_wait_complete(cr_case *c, int outcome, cr_msg *msg);
+int cr_wait_complete_local(cr_case *c, int outcome);
 int cr_wait_detach(cr_task *t);
 void cr_wait_abandon(cr_task *t);
 void cr_channel_open_lib(lua_State *L);
@@ -286,6 +289,9 @@ void cr_handle_drop_all(lua_State *L, cr_loop *lp);
 /* queue.c */
 int cr_queue_offer(lua_State *L, int qidx, int vidx);
 int cr_queue_test(lua_State *L, int idx);
+int cr_queue_select_try(lua_State *L, int qidx, int put, int vidx);
+void cr_queue_select_link(lua_State *L, int qidx, int put, cr_case *c);
+int cr_queue_is_priority(lua_State *L, int idx);
 void cr_queue_open_lib(lua_State *L);
 
 /* sync.c */

@@ -19,6 +19,7 @@
 
 #include <string.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <math.h>
 
 #include "corun.h"
@@ -28,6 +29,7 @@ enum { CR_FIFO, CR_LIFO, CR_PRIO };
 typedef struct cr_queue {
   cr_loop *loop;
   cr_list getters, putters, joiners;  /* parked tasks, FIFO */
+  cr_list sgetters, sputters;         /* select cases, after the tasks */
   lua_Integer maxsize;                /* 0: unbounded */
   lua_Integer unfinished;             /* items put and not yet task_done */
   int head, n, cap;                   /* the ring in uservalue 1 */
@@ -206,24 +208,64 @@ static void take(lua_State *L, cr_queue *q, int qidx) {
 ** Putting and getting
 ** ================================================================== */
 
-/* Give the value at 'vidx' to the first waiting getter. */
-static void handoff(lua_State *L, cr_queue *q, int vidx) {
-  cr_task *g = first(&q->getters);
-  lua_checkstack(g->co, 1);
+/* Push the value at 'vidx' on the stack of parked task 't': what its
+** continuation returns. */
+static void give(lua_State *L, cr_task *t, int vidx) {
+  lua_checkstack(t->co, 1);
   lua_pushvalue(L, vidx);
-  lua_xmove(L, g->co, 1);
-  g->nargs++;
-  q->unfinished++;
-  cr_task_wake(g, CR_OK);
+  lua_xmove(L, t->co, 1);
+  t->nargs++;
+}
+
+static cr_case *firstcase(cr_list *cases) {
+  return cr_container_of(cr_list_head(cases), cr_case, node);
+}
+
+/* Give the value at 'vidx' to the first waiting getter (a task, else a
+** select case); 0 when nobody waits. */
+static int handoff(lua_State *L, cr_queue *q, int vidx) {
+  if (!cr_list_empty(&q->getters)) {
+    cr_task *g = first(&q->getters);
+    give(L, g, vidx);
+    q->unfinished++;
+    cr_task_wake(g, CR_OK);
+    return 1;
+  }
+  while (!cr_list_empty(&q->sgetters)) {
+    cr_case *c = firstcase(&q->sgetters);
+    cr_task *owner = c->group->task;
+    if (!cr_wait_complete_local(c, CR_OK)) {  /* stale: its select is over */
+      cr_list_remove(&c->node);
+      continue;
+    }
+    give(L, owner, vidx);  /* woken but not yet resumed: it gets this */
+    q->unfinished++;
+    return 1;
+  }
+  return 0;
 }
 
 /* A slot is free ('extra': or will be): move the first parked putter's
-** item into the queue. */
+** item into the queue (a task's, else a select case's). */
 static void refill(lua_State *L, cr_queue *q, int qidx, int extra) {
   cr_task *p;
-  if (cr_list_empty(&q->putters) ||
-      (q->maxsize > 0 && q->n >= q->maxsize + extra))
+  if (q->maxsize > 0 && q->n >= q->maxsize + extra) return;
+  if (cr_list_empty(&q->putters)) {
+    while (!cr_list_empty(&q->sputters)) {
+      cr_case *c = firstcase(&q->sputters);
+      lua_State *co = c->group->task->co;
+      if (!cr_wait_complete_local(c, CR_OK)) {
+        cr_list_remove(&c->node);
+        continue;
+      }
+      lua_rawgeti(co, c->index + 1, 3);  /* no priority queue: cannot raise */
+      lua_xmove(co, L, 1);
+      store(L, q, qidx);
+      q->unfinished++;
+      return;
+    }
     return;
+  }
   p = first(&q->putters);
   lua_pushvalue(p->co, ITEM_ARG);
   lua_xmove(p->co, L, 1);
@@ -235,10 +277,7 @@ static void refill(lua_State *L, cr_queue *q, int qidx, int extra) {
 /* put_nowait: 1 when the value at 'vidx' went in, else nil,why pushed. */
 static int offer(lua_State *L, cr_queue *q, int qidx, int vidx) {
   if (q->closed) return pushfail(L, "closed");
-  if (!cr_list_empty(&q->getters)) {
-    handoff(L, q, vidx);
-    return 1;
-  }
+  if (handoff(L, q, vidx)) return 1;
   if (isfull(q)) return pushfail(L, "full");
   lua_pushvalue(L, vidx);
   store(L, q, qidx);
@@ -311,7 +350,8 @@ static int queue_put(lua_State *L) {
   double timeout = opttimeout(L, 3);
   cr_task *t;
   checkitem(L, ITEM_ARG);
-  if (q->closed || !cr_list_empty(&q->getters) || !isfull(q))
+  if (q->closed || !cr_list_empty(&q->getters) ||
+      !cr_list_empty(&q->sgetters) || !isfull(q))
     return putnow(L, q);
   t = cr_task_enter(L, q->loop, "put");
   lua_settop(L, ITEM_ARG);
@@ -383,11 +423,21 @@ static void wakeall(cr_list *waiters, int outcome) {
   while (!cr_list_empty(waiters)) cr_task_wake(first(waiters), outcome);
 }
 
+static void closecases(cr_list *cases) {
+  while (!cr_list_empty(cases)) {
+    cr_case *c = firstcase(cases);
+    cr_list_remove(&c->node);
+    cr_wait_complete_local(c, CR_CLOSED);
+  }
+}
+
 static int queue_close(lua_State *L) {
   cr_queue *q = checkqueue(L);
   q->closed = 1;
   wakeall(&q->getters, CR_CLOSED);
   wakeall(&q->putters, CR_CLOSED);
+  closecases(&q->sgetters);
+  closecases(&q->sputters);
   return 0;
 }
 
@@ -443,6 +493,8 @@ static cr_queue *pushqueue(lua_State *L, int kind, lua_Integer maxsize,
   q->magic = CR_QUEUE_MAGIC;
   cr_list_init(&q->getters);
   cr_list_init(&q->putters);
+  cr_list_init(&q->sgetters);
+  cr_list_init(&q->sputters);
   cr_list_init(&q->joiners);
   cr_setmetatable(L, &cr_queue_mtkey);
   lua_createtable(L, q->cap, 0);
@@ -493,6 +545,45 @@ static int queue_new_prio(lua_State *L) {
   lua_setiuservalue(L, -2, 2);
   return 1;
 }
+
+/* {=================================================================
+** select cases on queues
+** ================================================================== */
+
+/* Do a get (put of the value at 'vidx') now if it can be done: 1 done (a
+** get pushes the item), 0 it would wait, -1 the queue is closed (and, for
+** a get, drained). */
+int cr_queue_select_try(lua_State *L, int qidx, int put, int vidx) {
+  cr_queue *q = (cr_queue *)lua_touserdata(L, qidx);
+  qidx = lua_absindex(L, qidx);
+  if (!put) {
+    if (q->n > 0) return poll(L, q, qidx), 1;
+    return q->closed ? -1 : 0;
+  }
+  if (q->closed) return -1;
+  vidx = lua_absindex(L, vidx);
+  if (!cr_list_empty(&q->getters) || !cr_list_empty(&q->sgetters) ||
+      !isfull(q)) {
+    if (offer(L, q, qidx, vidx) == 1) return 1;
+    lua_pop(L, 2);
+  }
+  return 0;
+}
+
+/* Is the queue at 'idx' a priority queue (no select put-cases)? */
+int cr_queue_is_priority(lua_State *L, int idx) {
+  return ((cr_queue *)lua_touserdata(L, idx))->kind == CR_PRIO;
+}
+
+/* Link select case 'c' (a put-case's item is element 3 of its case table,
+** argument c->index + 1 of the parked select). */
+void cr_queue_select_link(lua_State *L, int qidx, int put, cr_case *c) {
+  cr_queue *q = (cr_queue *)lua_touserdata(L, qidx);
+  c->queue = 1;
+  cr_list_push(put ? &q->sputters : &q->sgetters, &c->node);
+}
+
+/* }================================================================= */
 
 void cr_queue_open_lib(lua_State *L) {
   static const luaL_Reg funcs[] = {

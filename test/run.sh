@@ -2,8 +2,9 @@
 # test/run.sh: every test of corun, as `make test` runs it (after building
 # build/ and build-asan/). Stages: C unit tests, the busted specs, the
 # examples with their output checked, the rock (luarocks make / pack /
-# install, offline), the specs again under ASan+UBSan, and valgrind on the
-# runner. Prints busted's summaries and ends with "N passed, M failed".
+# install, offline), the specs again under ASan+UBSan, the codec fuzzer,
+# and valgrind on the runner. Prints busted's summaries and ends with
+# "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -61,6 +62,19 @@ LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   busted_stage "specs (asan)" lua5.4 /usr/bin/busted --cpath="build-asan/?.so"
+
+stage "fuzz: the codec's decoder (libFuzzer, 60 s)"
+# On a copy of the seed corpus, so that make test does not grow it; a
+# crashing input is kept as build-fuzz/crash-*.
+fuzzdir=$(mktemp -d)
+if CC=clang cmake -S . -B build-fuzz -DCORUN_FUZZ=ON >/dev/null &&
+   cmake --build build-fuzz --target fuzz_codec -j2 >"$fuzzdir.log" 2>&1 &&
+   cp test/corpus/codec/* "$fuzzdir/" &&
+   build-fuzz/fuzz_codec -max_total_time=60 -rss_limit_mb=2048 \
+     -artifact_prefix=build-fuzz/ "$fuzzdir" >>"$fuzzdir.log" 2>&1
+then tail -1 "$fuzzdir.log"; ok "fuzz codec"
+else tail -40 "$fuzzdir.log"; bad "fuzz codec"; fi
+rm -rf "$fuzzdir" "$fuzzdir.log"
 
 stage "valgrind: the runner on the examples"
 for ex in examples/*.lua; do
