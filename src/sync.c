@@ -137,12 +137,12 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 static lua_Integer checkcount(lua_State *L, int arg, lua_Integer min,
                               const char *fname) {
   lua_Integer n;
-  if (!lua_isinteger(L, arg)) {
-    lua_Number x = luaL_checknumber(L, arg);
-    if (x != floor(x)) luaL_argerror(L, arg, "number must be an integer");
-    luaL_checkinteger(L, arg);
-  }
-  n = lua_tointeger(L, arg);
+  int isnum;
+  n = lua_tointegerx(L, arg, &isnum);
+  if (!isnum)
+    luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname,
+               lua_type(L, arg) == LUA_TNUMBER ? "number must be an integer"
+                                              : "integer expected");
   if (n < min)
     luaL_error(L, "bad argument #%d to '%s' (must be >= %d)", arg, fname,
                (int)min);
