@@ -29,6 +29,7 @@
 #define CR_TASK_MT     "corun.task"
 #define CR_HANDLE_MT   "corun.handle"
 #define CR_QUEUE_MT    "corun.queue"
+#define CR_STREAM_MT   "corun.stream"
 #define CR_CANCELLED_MT "corun.Cancelled"
 #define CR_TIMEOUT_MT  "corun.Timeout"
 
@@ -239,6 +240,17 @@ int cr_wait_complete_local(cr_case *c, int outcome);
 int cr_wait_detach(cr_task *t);
 void cr_wait_abandon(cr_task *t);
 void cr_channel_open_lib(lua_State *L);
+
+/* stream.c */
+struct cr_stream;
+struct cr_stream *cr_stream_push(lua_State *L, cr_loop *lp, uv_stream_t *h);
+int cr_pusherror(lua_State *L, int e);
+void cr_stream_open_lib(lua_State *L);
+
+/* process.c */
+int cr_signum(lua_State *L, int arg, const char *def);
+const char *cr_signame(int sig);
+void cr_process_open_lib(lua_State *L);
 
 /* thread.c */
 void cr_thread_open_lib(lua_State *L);

@@ -323,4 +323,34 @@ function corun.dump(file)
   if file.flush then file:flush() end
 end
 
+corun.tcp = core.tcp
+
+--[[ processes ]]
+
+corun.process = { spawn = core.process.spawn }
+
+-- process.run(cmd, [args], [opts]) -> code, stdout, stderr, signal
+-- (opts as for spawn, plus input = a string written to its stdin).
+function corun.process.run(cmd, args, opts)
+  opts = opts or {}
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.stdout, o.stderr = "pipe", "pipe"
+  o.stdin = opts.input and "pipe" or opts.stdin or "null"
+  o.input = nil
+  local p, err = core.process.spawn(cmd, args, o)
+  if not p then return nil, err end
+  local out, errs
+  local reader = spawn(function() out = p.stdout:read("a") end)
+  local ereader = spawn(function() errs = p.stderr:read("a") end)
+  if opts.input then
+    p.stdin:write(opts.input)
+    p.stdin:close()
+  end
+  local code, sig = p:wait()
+  reader:join()
+  ereader:join()
+  return code, out, errs, sig
+end
+
 return corun

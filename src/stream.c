@@ -1,0 +1,683 @@
+/*
+** stream.c
+** Streams over libuv streams (TCP connections, pipes, process stdio) and
+** TCP clients and servers.
+**
+** A stream userdata owns a malloc'd libuv handle (freed in its close
+** callback) whose 'data' points back at the stream until the stream is
+** closed or collected. Reads fill an internal buffer that libuv writes into
+** directly; a reader parks until the buffer can answer it. Reading stops
+** while more than HIGH_WATER bytes wait unread, so a slow reader bounds
+** memory. Writes copy their data into the write request; a writer parks
+** while more than HIGH_WATER bytes are queued, until LOW_WATER. Closing
+** flushes queued writes (uv_shutdown) before closing the handle.
+** libuv callbacks only record results and wake tasks; nothing raises there
+** and only the driver resumes tasks.
+*/
+
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "corun.h"
+
+#define HIGH_WATER (64 * 1024)
+#define LOW_WATER  (16 * 1024)
+#define READ_CHUNK (64 * 1024)
+#define CR_STREAM_MAGIC 0x7a5c0020u
+
+typedef struct cr_stream {
+  cr_loop *loop;
+  uv_stream_t *h;             /* owned: freed in its close callback */
+  char *buf;                  /* owned: unread data at buf[pos..len) */
+  size_t pos, len, cap;
+  int eof;                    /* the peer closed its end */
+  int err;                    /* a read error (libuv code), or 0 */
+  int werr;                   /* the first write error, or 0 */
+  int reading;                /* uv_read_start is active */
+  int closed;
+  cr_list readers, writers;   /* parked tasks */
+  unsigned magic;
+} cr_stream;
+
+static cr_stream *checkstream(lua_State *L) {
+  cr_stream *s = cr_testobj(L, 1, cr_stream, CR_STREAM_MAGIC);
+  if (s == NULL) luaL_typeerror(L, 1, CR_STREAM_MT);
+  return s;
+}
+
+static cr_task *first(cr_list *waiters) {
+  return cr_container_of(cr_list_head(waiters), cr_task, wnode);
+}
+
+static void wakeall(cr_list *waiters, int outcome) {
+  while (!cr_list_empty(waiters)) cr_task_wake(first(waiters), outcome);
+}
+
+/* Push nil and libuv's "ENAME: message" for error 'e'; returns 2. */
+int cr_pusherror(lua_State *L, int e) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", uv_err_name(e), uv_strerror(e));
+  return 2;
+}
+
+static double opttimeout(lua_State *L, int arg) {
+  double d;
+  if (lua_isnoneornil(L, arg)) return -1;
+  d = luaL_checknumber(L, arg);
+  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
+  return d;
+}
+
+static void on_close_free(uv_handle_t *h) {
+  free(h);
+}
+
+/* {=================================================================
+** Reading
+** ================================================================== */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  cr_stream *s = (cr_stream *)h->data;
+  (void)hint;
+  b->base = NULL;
+  b->len = 0;
+  if (s == NULL) return;
+  if (s->pos > 0 && s->pos == s->len) s->pos = s->len = 0;
+  if (s->cap - s->len < READ_CHUNK) {
+    size_t live = s->len - s->pos, cap = live + READ_CHUNK;
+    char *nb = (char *)malloc(cap);
+    if (nb == NULL) return;  /* libuv reports UV_ENOBUFS */
+    if (live > 0) memcpy(nb, s->buf + s->pos, live);
+    free(s->buf);
+    s->buf = nb;
+    s->cap = cap;
+    s->pos = 0;
+    s->len = live;
+  }
+  b->base = s->buf + s->len;
+  b->len = s->cap - s->len;
+}
+
+static void stopreading(cr_stream *s) {
+  if (s->reading) {
+    uv_read_stop(s->h);
+    s->reading = 0;
+  }
+}
+
+static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
+  cr_stream *s = (cr_stream *)h->data;
+  (void)b;
+  if (s == NULL || n == 0) return;
+  if (n > 0)
+    s->len += (size_t)n;
+  else {
+    if (n == UV_EOF) s->eof = 1;
+    else s->err = (int)n;
+    stopreading(s);
+  }
+  if (!cr_list_empty(&s->readers))
+    cr_task_wake(first(&s->readers), CR_OK);
+  else if (s->len - s->pos >= HIGH_WATER)
+    stopreading(s);  /* nobody reads: do not buffer without bound */
+}
+
+static int startreading(cr_stream *s) {
+  int r = 0;
+  if (!s->reading && !s->eof && s->err == 0) {
+    r = uv_read_start(s->h, on_alloc, on_read);
+    if (r == 0) s->reading = 1;
+  }
+  return r;
+}
+
+/* Push and consume 'n' buffered bytes. */
+static void consume(lua_State *L, cr_stream *s, size_t n, size_t skip) {
+  lua_pushlstring(L, s->buf + s->pos, n);
+  s->pos += n + skip;
+}
+
+/* Try to answer a read now: 1 (result pushed), or 0 (more data needed).
+** fmt: 'n' (exactly 'n' bytes, fewer at EOF), 'l'/'L' (a line), 'a'. */
+static int answer(lua_State *L, cr_stream *s, int fmt, size_t n) {
+  size_t avail = s->len - s->pos;
+  int done = s->eof || s->err != 0 || s->closed;
+  if (fmt == 'n') {
+    if (avail >= n || (done && avail > 0)) {
+      consume(L, s, avail < n ? avail : n, 0);
+      return 1;
+    }
+  }
+  else if (fmt == 'l' || fmt == 'L') {
+    char *nl = avail > 0 ? (char *)memchr(s->buf + s->pos, '\n', avail) : NULL;
+    if (nl != NULL) {
+      size_t k = (size_t)(nl - (s->buf + s->pos));
+      consume(L, s, fmt == 'L' ? k + 1 : k, fmt == 'L' ? 0 : 1);
+      return 1;
+    }
+    if (done && avail > 0) {
+      consume(L, s, avail, 0);
+      return 1;
+    }
+  }
+  else if (done) {  /* 'a' */
+    consume(L, s, avail, 0);
+    if (s->err != 0) {
+      lua_pop(L, 1);
+      return cr_pusherror(L, s->err);
+    }
+    return 1;
+  }
+  if (!done) return 0;
+  if (s->err != 0) return cr_pusherror(L, s->err);
+  lua_pushnil(L);  /* end of stream */
+  return 1;
+}
+
+static int parsefmt(lua_State *L, int arg, size_t *n) {
+  if (lua_type(L, arg) == LUA_TNUMBER) {
+    lua_Integer k = luaL_checkinteger(L, arg);
+    luaL_argcheck(L, k >= 0, arg, "size must be >= 0");
+    *n = (size_t)k;
+    return 'n';
+  }
+  else {
+    const char *f = luaL_optstring(L, arg, "l");
+    if (*f == '*') f++;  /* Lua 5.1 style "*l" */
+    luaL_argcheck(L, *f == 'l' || *f == 'L' || *f == 'a', arg,
+                  "invalid format (use a size, \"l\", \"L\" or \"a\")");
+    return *f;
+  }
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx);
+
+/* The frame is [stream, fmt, deadline] (deadline < 0: none). */
+static int read_(lua_State *L, cr_stream *s, int fmt, size_t n) {
+  int r;
+  cr_task *t;
+  double deadline = lua_tonumber(L, 3), timeout = -1;
+  if (fmt == 'n' && n == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  if ((r = answer(L, s, fmt, n)) != 0) return r;
+  t = cr_task_enter(L, s->loop, "read");
+  if ((r = startreading(s)) != 0) return cr_pusherror(L, r);
+  if (deadline >= 0) {
+    timeout = deadline - cr_loop_now(s->loop);
+    if (timeout < 0) timeout = 0;
+  }
+  return cr_task_park(L, t, &s->readers, timeout, 0, read_k);
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_stream *s = checkstream(L);
+  size_t n = 0;
+  int fmt = parsefmt(L, 2, &n);
+  (void)status; (void)ctx;
+  lua_settop(L, 3);
+  if (cr_task_outcome(L, s->loop->current) == CR_TIMEOUT) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (s->closed) {
+    int r = answer(L, s, fmt, n);
+    if (r == 0) {
+      lua_pushnil(L);
+      r = 1;
+    }
+    return r;
+  }
+  return read_(L, s, fmt, n);
+}
+
+/* stream:read([fmt], [timeout]) */
+static int stream_read(lua_State *L) {
+  cr_stream *s = checkstream(L);
+  size_t n = 0;
+  int fmt = parsefmt(L, 2, &n);
+  double timeout = opttimeout(L, 3);
+  lua_settop(L, 2);
+  lua_pushnumber(L, timeout < 0 ? -1 : cr_loop_now(s->loop) + timeout);
+  if (s->closed && s->len == s->pos) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  return read_(L, s, fmt, n);
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** Writing and closing
+** ================================================================== */
+
+typedef struct wreq {
+  uv_write_t req;
+  char data[1];
+} wreq;
+
+static void on_write(uv_write_t *req, int status) {
+  cr_stream *s = (cr_stream *)req->handle->data;
+  free(req);
+  if (s == NULL) return;
+  if (status < 0 && s->werr == 0 && status != UV_ECANCELED) s->werr = status;
+  if (s->h->write_queue_size <= LOW_WATER || status < 0)
+    wakeall(&s->writers, CR_OK);
+}
+
+static int write_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_stream *s = checkstream(L);
+  (void)status; (void)ctx;
+  if (cr_task_outcome(L, s->loop->current) == CR_CLOSED) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (s->werr != 0) return cr_pusherror(L, s->werr);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* stream:write(...): strings or numbers, sent in order. */
+static int stream_write(lua_State *L) {
+  cr_stream *s = checkstream(L);
+  int i, n = lua_gettop(L), r;
+  size_t total = 0, len;
+  wreq *w;
+  uv_buf_t b;
+  for (i = 2; i <= n; i++) {
+    luaL_checklstring(L, i, &len);
+    total += len;
+  }
+  if (s->closed) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (s->werr != 0) return cr_pusherror(L, s->werr);
+  if (total == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  w = (wreq *)malloc(sizeof *w + total);
+  if (w == NULL) return luaL_error(L, "write: not enough memory");
+  for (i = 2, total = 0; i <= n; i++) {
+    const char *p = lua_tolstring(L, i, &len);
+    memcpy(w->data + total, p, len);
+    total += len;
+  }
+  b = uv_buf_init(w->data, (unsigned)total);
+  if ((r = uv_write(&w->req, s->h, &b, 1, on_write)) != 0) {
+    free(w);
+    return cr_pusherror(L, r);
+  }
+  if (s->h->write_queue_size > HIGH_WATER && s->loop->current != NULL &&
+      s->loop->current->co == L && lua_isyieldable(L)) {
+    lua_settop(L, 1);
+    return cr_task_park(L, s->loop->current, &s->writers, -1, 0, write_k);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  uv_close((uv_handle_t *)req->handle, on_close_free);
+  free(req);
+}
+
+/* Detach the stream from its handle and close the handle, after flushing
+** what is queued when 'flush'. */
+static void closehandle(cr_stream *s, int flush) {
+  uv_shutdown_t *req;
+  if (s->h == NULL) return;
+  s->h->data = NULL;
+  stopreading(s);
+  req = flush && s->h->write_queue_size > 0
+        ? (uv_shutdown_t *)malloc(sizeof *req) : NULL;
+  if (req == NULL || uv_shutdown(req, s->h, on_shutdown) != 0) {
+    free(req);
+    uv_close((uv_handle_t *)s->h, on_close_free);
+  }
+  s->h = NULL;
+}
+
+static int stream_close(lua_State *L) {
+  cr_stream *s = checkstream(L);
+  if (!s->closed) {
+    s->closed = 1;
+    closehandle(s, 1);
+    wakeall(&s->readers, CR_OK);
+    wakeall(&s->writers, CR_CLOSED);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int stream_gc(lua_State *L) {
+  cr_stream *s = (cr_stream *)lua_touserdata(L, 1);
+  closehandle(s, 1);
+  free(s->buf);
+  s->buf = NULL;
+  return 0;
+}
+
+static int stream_tostring(lua_State *L) {
+  cr_stream *s = checkstream(L);
+  lua_pushfstring(L, "corun.stream (%s): %p", s->closed ? "closed" : "open",
+                  (void *)s);
+  return 1;
+}
+
+/* Push a new stream over handle 'h' (already initialised on the loop). */
+cr_stream *cr_stream_push(lua_State *L, cr_loop *lp, uv_stream_t *h) {
+  cr_stream *s = (cr_stream *)lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  s->loop = lp;
+  s->magic = CR_STREAM_MAGIC;
+  cr_list_init(&s->readers);
+  cr_list_init(&s->writers);
+  luaL_setmetatable(L, CR_STREAM_MT);
+  s->h = h;
+  h->data = s;
+  return s;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** TCP clients: resolve, then try each address in turn.
+** ================================================================== */
+
+typedef struct connop {
+  uv_getaddrinfo_t gai;
+  uv_connect_t conn;
+  uv_tcp_t *tcp;              /* owned until handed to a stream */
+  struct addrinfo *res, *next;
+  cr_loop *loop;
+  cr_list waiters;            /* the connecting task */
+  int status;                 /* 0 while pending; 1 connected; < 0 error */
+  int abandoned;              /* the task gave up: callbacks clean up */
+} connop;
+
+static void connop_free(connop *op) {
+  if (op->res != NULL) uv_freeaddrinfo(op->res);
+  if (op->tcp != NULL) uv_close((uv_handle_t *)op->tcp, on_close_free);
+  free(op);
+}
+
+static void connop_done(connop *op, int status) {
+  op->status = status;
+  if (op->abandoned) {
+    connop_free(op);
+    return;
+  }
+  if (!cr_list_empty(&op->waiters)) cr_task_wake(first(&op->waiters), CR_OK);
+}
+
+static void on_connect(uv_connect_t *req, int status);
+
+/* Connect to the next address; 0 when an attempt has started. */
+static int trynext(connop *op, int last) {
+  while (op->next != NULL) {
+    struct addrinfo *ai = op->next;
+    op->next = ai->ai_next;
+    if (op->tcp != NULL) uv_close((uv_handle_t *)op->tcp, on_close_free);
+    op->tcp = (uv_tcp_t *)malloc(sizeof *op->tcp);
+    if (op->tcp == NULL) return UV_ENOMEM;
+    uv_tcp_init(&op->loop->uv, op->tcp);
+    last = uv_tcp_connect(&op->conn, op->tcp, ai->ai_addr, on_connect);
+    if (last == 0) return 0;
+  }
+  return last;
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  connop *op = cr_container_of(req, connop, conn);
+  if (status == 0) {
+    connop_done(op, 1);
+    return;
+  }
+  if (op->abandoned || (status = trynext(op, status)) != 0)
+    connop_done(op, status);
+}
+
+static void on_resolve(uv_getaddrinfo_t *req, int status,
+                       struct addrinfo *res) {
+  connop *op = cr_container_of(req, connop, gai);
+  op->res = op->next = res;
+  if (status == 0 && !op->abandoned) status = trynext(op, UV_EADDRNOTAVAIL);
+  if (status != 0 || op->abandoned) connop_done(op, status ? status : -1);
+}
+
+static int connect_k(lua_State *L, int status, lua_KContext ctx) {
+  connop *op = (connop *)ctx;
+  cr_task *me = op->loop->current;
+  (void)status;
+  if (op->status == 0) {  /* timed out or cancelled first */
+    op->abandoned = 1;
+    if (op->tcp != NULL && uv_is_active((uv_handle_t *)op->tcp)) {
+      uv_close((uv_handle_t *)op->tcp, on_close_free);
+      op->tcp = NULL;
+    }
+    cr_task_outcome(L, me);  /* raises Cancelled */
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (op->status < 0) {
+    int e = op->status;
+    connop_free(op);
+    return cr_pusherror(L, e);
+  }
+  cr_stream_push(L, op->loop, (uv_stream_t *)op->tcp);
+  op->tcp = NULL;
+  connop_free(op);
+  return 1;
+}
+
+/* tcp.connect(host, port, [timeout]) -> stream | nil, err */
+static int tcp_connect(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  double timeout = opttimeout(L, 3);
+  struct addrinfo hints;
+  char service[16];
+  connop *op;
+  cr_task *me;
+  int r;
+  luaL_argcheck(L, port > 0 && port < 65536, 2, "port must be 1..65535");
+  me = cr_task_enter(L, lp, "connect");
+  cr_task_checkcancel(L, me);
+  op = (connop *)calloc(1, sizeof *op);
+  if (op == NULL) return luaL_error(L, "connect: not enough memory");
+  op->loop = lp;
+  cr_list_init(&op->waiters);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(service, sizeof service, "%d", (int)port);
+  r = uv_getaddrinfo(&lp->uv, &op->gai, on_resolve, host, service, &hints);
+  if (r != 0) {
+    free(op);
+    return cr_pusherror(L, r);
+  }
+  return cr_task_park(L, me, &op->waiters, timeout, (lua_KContext)op,
+                      connect_k);
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** TCP servers: each connection runs handler(stream) as a new task.
+** ================================================================== */
+
+typedef struct cr_server {
+  cr_loop *loop;
+  uv_tcp_t *tcp;              /* owned: freed in its close callback */
+  int ref;                    /* anchor while listening */
+  int port;
+} cr_server;
+
+#define CR_SERVER_MT "corun.server"
+
+/* In a pcall: accept a connection and spawn handler(stream). */
+static int accept_p(lua_State *L) {
+  cr_server *sv = (cr_server *)lua_touserdata(L, 1);
+  uv_tcp_t *c = (uv_tcp_t *)malloc(sizeof *c);
+  if (c == NULL) return luaL_error(L, "not enough memory");
+  uv_tcp_init(&sv->loop->uv, c);
+  if (uv_accept((uv_stream_t *)sv->tcp, (uv_stream_t *)c) != 0) {
+    uv_close((uv_handle_t *)c, on_close_free);
+    return 0;
+  }
+  cr_loop_pushanchored(L, sv->loop, CR_LUV_HANDLES, sv->ref);
+  lua_getiuservalue(L, -1, 1);  /* the handler */
+  cr_stream_push(L, sv->loop, (uv_stream_t *)c);
+  cr_task_spawn(L, sv->loop, lua_gettop(L) - 1, 1);
+  return 0;
+}
+
+static void on_connection(uv_stream_t *h, int status) {
+  cr_server *sv = (cr_server *)h->data;
+  lua_State *L;
+  if (sv == NULL || status < 0) return;
+  L = sv->loop->L;
+  lua_pushcfunction(L, accept_p);
+  lua_pushlightuserdata(L, sv);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);  /* out of memory */
+}
+
+static cr_server *checkserver(lua_State *L) {
+  return (cr_server *)luaL_checkudata(L, 1, CR_SERVER_MT);
+}
+
+static void server_stop(lua_State *L, cr_server *sv) {
+  if (sv->tcp == NULL) return;
+  sv->tcp->data = NULL;
+  uv_close((uv_handle_t *)sv->tcp, on_close_free);
+  sv->tcp = NULL;
+  if (sv->ref != LUA_NOREF) {
+    cr_loop_unanchor(L, sv->loop, CR_LUV_HANDLES, sv->ref);
+    sv->ref = LUA_NOREF;
+  }
+}
+
+static int server_close(lua_State *L) {
+  server_stop(L, checkserver(L));
+  return 0;
+}
+
+static int server_index(lua_State *L) {
+  cr_server *sv = checkserver(L);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "port") == 0) lua_pushinteger(L, sv->port);
+  else if (strcmp(k, "close") == 0) lua_pushcfunction(L, server_close);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int server_gc(lua_State *L) {
+  cr_server *sv = (cr_server *)lua_touserdata(L, 1);
+  if (sv->tcp != NULL) {
+    sv->tcp->data = NULL;
+    uv_close((uv_handle_t *)sv->tcp, on_close_free);
+    sv->tcp = NULL;
+  }
+  return 0;
+}
+
+/* tcp.listen(host, port, handler, [opts]) -> server | nil, err */
+static int tcp_listen(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  int backlog = 511, r;
+  struct addrinfo hints, *res = NULL;
+  struct sockaddr_storage name;
+  int namelen = sizeof name;
+  cr_server *sv;
+  uv_getaddrinfo_t req;
+  char service[16];
+  luaL_argcheck(L, port >= 0 && port < 65536, 2, "port must be 0..65535");
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (lua_istable(L, 4)) {
+    lua_getfield(L, 4, "backlog");
+    backlog = (int)luaL_optinteger(L, -1, 511);
+    lua_pop(L, 1);
+  }
+  sv = (cr_server *)lua_newuserdatauv(L, sizeof *sv, 1);
+  memset(sv, 0, sizeof *sv);
+  sv->ref = LUA_NOREF;
+  sv->loop = lp;
+  luaL_setmetatable(L, CR_SERVER_MT);
+  lua_pushvalue(L, 3);
+  lua_setiuservalue(L, -2, 1);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  snprintf(service, sizeof service, "%d", (int)port);
+  r = uv_getaddrinfo(&lp->uv, &req, NULL, host, service, &hints);
+  if (r != 0) return cr_pusherror(L, r);
+  res = req.addrinfo;
+  sv->tcp = (uv_tcp_t *)malloc(sizeof *sv->tcp);
+  if (sv->tcp == NULL) {
+    uv_freeaddrinfo(res);
+    return luaL_error(L, "listen: not enough memory");
+  }
+  uv_tcp_init(&lp->uv, sv->tcp);
+  sv->tcp->data = sv;
+  r = uv_tcp_bind(sv->tcp, res->ai_addr, 0);
+  uv_freeaddrinfo(res);
+  if (r == 0) r = uv_listen((uv_stream_t *)sv->tcp, backlog, on_connection);
+  if (r == 0) r = uv_tcp_getsockname(sv->tcp, (struct sockaddr *)&name,
+                                      &namelen);
+  if (r != 0) {
+    server_gc(L);
+    return cr_pusherror(L, r);
+  }
+  sv->port = ntohs(name.ss_family == AF_INET6
+                   ? ((struct sockaddr_in6 *)&name)->sin6_port
+                   : ((struct sockaddr_in *)&name)->sin_port);
+  sv->ref = cr_loop_anchor(L, lp, CR_LUV_HANDLES, -1);
+  return 1;
+}
+
+/* }================================================================= */
+
+void cr_stream_open_lib(lua_State *L) {
+  static const luaL_Reg tcp[] = {
+    {"connect", tcp_connect},
+    {"listen", tcp_listen},
+    {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__tostring", stream_tostring}, {"__gc", stream_gc},
+    {"__close", stream_close}, {NULL, NULL}
+  };
+  static const luaL_Reg methods[] = {
+    {"read", stream_read}, {"write", stream_write}, {"close", stream_close},
+    {NULL, NULL}
+  };
+  static const luaL_Reg svmeta[] = {
+    {"__index", server_index}, {"__gc", server_gc}, {NULL, NULL}
+  };
+  int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
+  lua_newtable(L);
+  cr_setfuncs(L, tcp, loopidx);
+  lua_setfield(L, -2, "tcp");
+  cr_newclass(L, CR_STREAM_MT, meta, methods, loopidx);
+  luaL_newmetatable(L, CR_SERVER_MT);
+  cr_setfuncs(L, svmeta, loopidx);
+  lua_pop(L, 1);
+}
