@@ -258,6 +258,8 @@ static void encode_function(enc *e, int idx, int level) {
 static void encode_userdata(enc *e, int idx, int level) {
   cr_shared *s = cr_shared_test(e->L, idx);
   if (s == NULL) fail(e, level, "userdata value");
+  if (e->flags & CR_CODEC_LOCAL)
+    fail(e, level, "handles cannot leave this process");
   putbyte(e, T_SHARED);
   put(e, &s, sizeof s);
   e->hflags |= M_SHARED;
@@ -686,6 +688,23 @@ static int codec_encode(lua_State *L) {
   return with_msg(L, push_msg, m);
 }
 
+/* codec_dump(...): the message as a string, functions allowed, no handles
+** (the process pool's frames between corun processes). */
+static int codec_dump(lua_State *L) {
+  cr_msg *m = cr_codec_encode(L, 1, lua_gettop(L), "args",
+                              CR_CODEC_FUNCTIONS | CR_CODEC_LOCAL);
+  return with_msg(L, push_msg, m);
+}
+
+/* codec_load(s): the values of a codec_dump string. Like load() of a
+** binary chunk, it trusts its bytes: only for frames corun processes send
+** each other, never for bytes from elsewhere. */
+static int codec_load(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  return cr_codec_decode_buffer(L, s, len, CR_CODEC_FUNCTIONS);
+}
+
 /* codec_decode(s): the values of a message string, data only. */
 static int codec_decode(lua_State *L) {
   size_t len;
@@ -698,6 +717,8 @@ void cr_codec_open_lib(lua_State *L) {
     {"codec_roundtrip", codec_roundtrip},
     {"codec_encode", codec_encode},
     {"codec_decode", codec_decode},
+    {"codec_dump", codec_dump},
+    {"codec_load", codec_load},
     {NULL, NULL}
   };
   luaL_setfuncs(L, funcs, 0);  /* [loop, module]; they need no loop */

@@ -168,6 +168,7 @@ void cr_shared_newclass(lua_State *L, const cr_shared_type *type,
 /* codec.c: values copied between Lua states as a flat message. */
 typedef struct cr_msg cr_msg;
 #define CR_CODEC_FUNCTIONS 1        /* allow functions (bytecode) */
+#define CR_CODEC_LOCAL 2            /* refuse handles (another process) */
 cr_msg *cr_codec_encode(lua_State *L, int first, int n, const char *what,
                         int flags);
 int cr_codec_decode(lua_State *L, const cr_msg *m, int flags);

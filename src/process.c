@@ -11,6 +11,9 @@
 #include <string.h>
 #include <math.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <stdio.h>
 
 #include "corun.h"
 
@@ -285,9 +288,62 @@ static int process_spawn(lua_State *L) {
 
 /* }================================================================= */
 
+/* {=================================================================
+** For process-pool workers and the master
+** ================================================================== */
+
+static int file_close(lua_State *L) {
+  luaL_Stream *p = (luaL_Stream *)luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  return luaL_fileresult(L, fclose(p->f) == 0, NULL);
+}
+
+static void pushfile(lua_State *L, int fd, const char *mode) {
+  luaL_Stream *p = (luaL_Stream *)lua_newuserdatauv(L, sizeof *p, 0);
+  p->closef = NULL;
+  luaL_setmetatable(L, LUA_FILEHANDLE);
+  p->f = fdopen(fd, mode);
+  if (p->f == NULL) luaL_error(L, "cannot open the worker's channel");
+  p->closef = file_close;
+}
+
+/* process.worker_stdio() -> in, out: the pipes to the master as files;
+** this process's own stdout then goes to stderr and stdin reads nothing,
+** so that what a job prints cannot corrupt the protocol. */
+static int process_worker_stdio(lua_State *L) {
+  int in = dup(0), out = dup(1), null = open("/dev/null", O_RDONLY);
+  if (in < 0 || out < 0 || null < 0) return luaL_error(L, "worker: dup");
+  fflush(stdout);
+  dup2(2, 1);
+  dup2(null, 0);
+  close(null);
+  pushfile(L, in, "rb");
+  pushfile(L, out, "wb");
+  return 2;
+}
+
+/* process.cpus() -> the number of CPUs this process may use. */
+static int process_cpus(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_available_parallelism());
+  return 1;
+}
+
+/* process.exe() -> the path of this process's executable. */
+static int process_exe(lua_State *L) {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return 0;
+  lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
+/* }================================================================= */
+
 void cr_process_open_lib(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"spawn", process_spawn},
+    {"worker_stdio", process_worker_stdio},
+    {"exe", process_exe},
+    {"cpus", process_cpus},
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {

@@ -100,6 +100,11 @@ static int task_is_timeout(lua_State *L) {
   return is_a(L, CR_TIMEOUT_MT);
 }
 
+/* core.cancelled_error([msg]): a new Cancelled error object. */
+static int task_cancelled_error(lua_State *L) {
+  return cr_pushcancelled(L, lua_isnoneornil(L, 1) ? 0 : 1);
+}
+
 /* core.timeout_error(seconds): a new Timeout error object. */
 static int task_timeout_error(lua_State *L) {
   lua_createtable(L, 0, 1);
@@ -916,6 +921,7 @@ void cr_task_open_lib(lua_State *L) {
     {"notify", task_notify},
     {"firsts", task_firsts},
     {"timeout_error", task_timeout_error},
+    {"cancelled_error", task_cancelled_error},
     {NULL, NULL}
   };
   static const luaL_Reg methods[] = {

@@ -329,6 +329,11 @@ corun.tcp = core.tcp
 
 corun.process = { spawn = core.process.spawn }
 
+-- process.pool([n]): n worker processes (default: one per CPU).
+function corun.process.pool(n)
+  return require("corun.process_pool").new(n)
+end
+
 -- process.run(cmd, [args], [opts]) -> code, stdout, stderr, signal
 -- (opts as for spawn, plus input = a string written to its stdin).
 function corun.process.run(cmd, args, opts)

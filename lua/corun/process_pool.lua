@@ -1,0 +1,175 @@
+--[[
+** corun.process_pool: corun.process.pool([n]), the master side of the
+** master-worker pattern. Each worker is a separate `corun` process (running
+** corun.worker) fed one job at a time by a task of the master over its
+** stdio. A worker that crashes or exits fails only the job it held (its
+** future raises "worker died ...") and is replaced; the master never dies
+** with a worker. Jobs are functions without upvalues other than _ENV, with
+** arguments and results the codec can copy (no handles: they cannot leave
+** the process).
+--]]
+
+local core = require "corun.core"
+
+local pack, unpack = table.pack, table.unpack
+local spawn = core.spawn
+
+--[[ futures: an event and the outcome ]]
+
+local Future = {}
+Future.__index = Future
+
+local function future()
+  return setmetatable({ event = core.event() }, Future)
+end
+
+local function settle(f, err, values)
+  if f.event:is_set() then return end
+  f.err, f.values = err, values
+  f.event:set()
+end
+
+-- future:wait([timeout]) -> results; raises the job's error.
+function Future:wait(timeout)
+  local ok, why = self.event:wait(timeout)
+  if not ok then return nil, why end
+  if self.err ~= nil then error(self.err, 0) end
+  return unpack(self.values, 1, self.values.n)
+end
+Future.join = Future.wait
+
+function Future:done()
+  return self.event:is_set()
+end
+
+-- future:cancel(): true if the job had not started (it never will).
+function Future:cancel()
+  if self.started or self.event:is_set() then return false end
+  settle(self, core.cancelled_error())
+  return true
+end
+
+--[[ the workers ]]
+
+local function runner_path()
+  local env = os.getenv("CORUN_BIN")
+  if env and env ~= "" then return env end
+  local exe = core.process.exe()
+  if exe and exe:match("/corun$") then return exe end
+  local so = package.searchpath("corun.core", package.cpath)
+  local dir = so and so:match("^(.*)/corun/core%.so$")
+  if dir then
+    for _, p in ipairs { dir .. "/bin/corun", dir .. "/../../../bin/corun" } do
+      local f = io.open(p)
+      if f then f:close() return p end
+    end
+  end
+  return "corun"
+end
+
+local function start(pool)
+  local p, err = core.process.spawn(pool.runner,
+    { "-e", 'require "corun.worker"' },
+    { stdin = "pipe", stdout = "pipe", stderr = "inherit" })
+  if not p then error("process.pool: cannot start a worker: " .. err, 0) end
+  return p
+end
+
+-- Send one job to worker process p; return the answer frame, or nil when
+-- the worker died.
+local function ask(p, frame)
+  if not p.stdin:write(string.pack(">s4", frame)) then return nil end
+  local header = p.stdout:read(4)
+  if header == nil or #header < 4 then return nil end
+  return p.stdout:read((string.unpack(">I4", header)))
+end
+
+local function died(p)
+  p.stdin:close()
+  local code, sig = p:wait()
+  return ("worker died (exit code %s%s)"):format(tostring(code),
+    sig and ", signal " .. sig or "")
+end
+
+-- The master's task for one worker slot: feed it jobs until the pool is
+-- closed and drained; replace the process when it dies.
+local function manage(pool)
+  local p = start(pool)
+  local ok, err = pcall(function()
+    for job in pool.jobs:iter() do
+      if not job.future:done() then
+        job.future.started = true
+        local answer = ask(p, job.frame)
+        if answer == nil then
+          settle(job.future, died(p))
+          p = start(pool)
+        else
+          local res = pack(core.codec_load(answer))
+          if res[1] then
+            settle(job.future, nil, pack(unpack(res, 2, res.n)))
+          else
+            settle(job.future, res[2])
+          end
+        end
+      end
+    end
+  end)
+  p.stdin:close()
+  if not ok then p:kill("kill") end
+  p:wait()
+  if not ok then error(err, 0) end
+end
+
+--[[ the pool ]]
+
+local Pool = {}
+Pool.__index = Pool
+
+-- pool:submit(fn, ...) -> future
+function Pool:submit(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'submit' (function expected)", 2)
+  end
+  if self.jobs:closed() then error("submit: the pool is closed", 2) end
+  local f = future()
+  self.jobs:put({ frame = core.codec_dump(fn, ...), future = f })
+  return f
+end
+
+-- pool:map(fn, list) -> results in list order (raises the first error).
+function Pool:map(fn, list)
+  local futures, results = {}, {}
+  for i = 1, #list do futures[i] = self:submit(fn, list[i]) end
+  for i = 1, #list do results[i] = futures[i]:wait() end
+  return results
+end
+
+-- pool:close(): queued jobs still run; then the workers exit.
+function Pool:close()
+  self.jobs:close()
+end
+
+-- pool:join(): wait until the closed pool's workers have exited.
+function Pool:join()
+  if not self.jobs:closed() then error("join: close the pool first", 2) end
+  for _, t in ipairs(self.managers) do t:join() end
+end
+
+function Pool:size()
+  return #self.managers
+end
+
+local M = {}
+
+function M.new(n)
+  n = n or core.process.cpus()
+  if math.type(n) ~= "integer" or n < 1 then
+    error("bad argument #1 to 'pool' (size must be an integer >= 1)", 3)
+  end
+  local pool = setmetatable({ jobs = core.queue(), managers = {},
+                              runner = runner_path() }, Pool)
+  for i = 1, n do pool.managers[i] = spawn(manage, pool) end
+  return pool
+end
+
+return M
