@@ -6,7 +6,8 @@
 #   make install install corun into /usr/local (module, Lua files, runner)
 
 DEBS := cmake make gcc pkg-config git lua5.4 liblua5.4-dev libuv1-dev \
-        lua-busted luarocks valgrind python3 clang libclang-rt-14-dev
+        lua-busted luarocks valgrind python3 clang libclang-rt-14-dev \
+        libhiredis-dev redis-server
 BUILD ?= build
 JOBS ?= 2
 

@@ -76,8 +76,11 @@ LUA_API int luaopen_corun_core(lua_State *L) {
   cr_codec_open_lib(L);
   cr_channel_open_lib(L);
   cr_thread_open_lib(L);
+  cr_fs_open_lib(L);
+  cr_signal_open_lib(L);
   cr_stream_open_lib(L);
   cr_process_open_lib(L);
+  cr_redis_open_lib(L);
   lua_pushcfunction(L, core_methods);
   lua_setfield(L, -2, "methods");
   lua_pushliteral(L, "0.1.0");

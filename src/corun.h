@@ -129,6 +129,7 @@ struct cr_loop {
   int ntasks;                 /* live tasks */
   int failures;               /* unretrieved errors reported so far */
   int sigints;                /* SIGINTs received during this run */
+  int int_handlers;           /* the script's own "int" watchers (signal.c) */
   int remote;                 /* completions other threads will post */
   uv_async_t async;           /* other threads' wake-up call */
   struct cr_lhandle *lh;      /* owned reference: this loop's inbox */
@@ -253,6 +254,9 @@ int cr_signum(lua_State *L, int arg, const char *def);
 const char *cr_signame(int sig);
 void cr_process_open_lib(lua_State *L);
 
+/* redis.c */
+void cr_redis_open_lib(lua_State *L);
+
 /* thread.c */
 void cr_thread_open_lib(lua_State *L);
 
@@ -309,6 +313,12 @@ void cr_queue_open_lib(lua_State *L);
 
 /* sync.c */
 void cr_sync_open_lib(lua_State *L);
+
+/* fs.c */
+void cr_fs_open_lib(lua_State *L);
+
+/* signal.c */
+void cr_signal_open_lib(lua_State *L);
 
 /* core.c */
 extern const char cr_task_mtkey, cr_queue_mtkey;  /* registry keys */

@@ -324,6 +324,7 @@ function corun.dump(file)
 end
 
 corun.tcp = core.tcp
+corun.redis = require "corun.redis"
 
 --[[ processes ]]
 
@@ -358,4 +359,6 @@ function corun.process.run(cmd, args, opts)
   return code, out, errs, sig
 end
 
+corun.fs = core.fs
+corun.signal = core.signal
 return corun
