@@ -405,6 +405,7 @@ static void *thread_main(void *arg) {
 static int thread_new(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
   thread_job *j;
+  cr_future *f;
   pthread_t tid;
   pthread_attr_t attr;
   int r;
@@ -433,16 +434,19 @@ static int thread_new(lua_State *L) {
     }
     j->call = e.out;
   }
+  f = j->fut;
+  cr_shared_retain(&f->base);  /* the box's: j may be gone once started */
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   r = pthread_create(&tid, &attr, thread_main, j);
   pthread_attr_destroy(&attr);
   if (r != 0) {
+    cr_shared_release(&f->base);
     job_free(j);
     return luaL_error(L, "thread: cannot start a thread");
   }
   cr_loop_remote(lp, 1);
-  pushfuture(L, j->fut);
+  cr_shared_push(L, &f->base);
   return 1;
 }
 
@@ -553,6 +557,8 @@ static void pool_closejobs(cr_pool *p) {
 static int pool_submit(lua_State *L) {
   cr_pool *p = checkpool(L);
   pool_job *j;
+  cr_future *f;
+  int closed;
   encoding e = { "args", CR_CODEC_FUNCTIONS, NULL };
   int n = lua_gettop(L) - 1;
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -567,19 +573,23 @@ static int pool_submit(lua_State *L) {
     return luaL_error(L, "submit: not enough memory");
   }
   j->call = e.out;
+  f = j->fut;
+  cr_shared_retain(&f->base);  /* the box's: j may be gone once queued */
   uv_mutex_lock(&p->mu);
-  if (!p->closed) {
+  closed = p->closed;
+  if (!closed) {
     cr_list_push(&p->jobs, &j->node);
     uv_cond_signal(&p->cond);
   }
   uv_mutex_unlock(&p->mu);
-  if (p->closed && !cr_list_linked(&j->node)) {
+  if (closed) {
+    cr_shared_release(&f->base);
     cr_msg_free(j->call);
     cr_shared_release(&j->fut->base);
     free(j);
     return luaL_error(L, "submit: the pool is closed");
   }
-  pushfuture(L, j->fut);
+  cr_shared_push(L, &f->base);
   return 1;
 }
 
