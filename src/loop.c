@@ -290,6 +290,7 @@ int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
 static void on_sigint(uv_signal_t *h, int signum) {
   cr_loop *lp = (cr_loop *)h->data;
   (void)signum;
+  if (lp->int_handlers > 0) return;
   lp->sigints++;
   if (lp->sigints == 1 && lp->main != NULL && lp->main->status == CR_PENDING)
     cr_task_cancel(NULL, lp->main, 0);
