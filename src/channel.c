@@ -207,18 +207,31 @@ static cr_case *complete_first(cr_list *q, int outcome, cr_msg *msg) {
 ** Waiting: a task parks; a plain thread (no loop running) blocks.
 ** ================================================================== */
 
-/* The running task if the caller is one; NULL for a plain thread. Raises
-** when called from a plain callback of a running loop (blocking there
-** would block the loop). */
-cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname) {
+/* How the caller would wait: 1 a task (returned in *t, checked), 0 a
+** plain thread (blocks), -1 a plain callback of a running loop, which must
+** not block (it may still do what needs no waiting). */
+static int waitmode(lua_State *L, cr_loop *lp, const char *fname,
+                    cr_task **t) {
+  *t = NULL;
   if (lp->current != NULL && lp->current->co == L) {
-    cr_task *t = cr_task_enter(L, lp, fname);
-    cr_task_checkcancel(L, t);
-    return t;
+    *t = cr_task_enter(L, lp, fname);
+    cr_task_checkcancel(L, *t);
+    return 1;
   }
-  if (lp->running)
-    luaL_error(L, "%s: would block the loop (call it from a task)", fname);
-  return NULL;
+  return lp->running ? -1 : 0;
+}
+
+static int wouldblock(lua_State *L, const char *fname) {
+  return luaL_error(L, "%s: would block the loop (call it from a task)",
+                    fname);
+}
+
+/* The running task if the caller is one; NULL for a plain thread. Raises
+** when called from a plain callback of a running loop. */
+cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname) {
+  cr_task *t;
+  if (waitmode(L, lp, fname, &t) < 0) wouldblock(L, fname);
+  return t;
 }
 
 static double opttimeout(lua_State *L, int arg) {
@@ -395,14 +408,17 @@ static int chan_send(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
   double timeout = opttimeout(L, 3);
   cr_task *me;
-  cr_wgroup *g;
+  cr_wgroup *g = NULL;
   cr_msg *m;
   int r;
+  int mode;
   luaL_checkany(L, 2);
-  me = cr_wait_caller(L, lp, "send");
+  luaL_argcheck(L, !lua_isnil(L, 2), 2, "nil cannot be sent");
+  mode = waitmode(L, lp, "send", &me);
   m = cr_codec_encode(L, 2, 1, "value", CR_CODEC_FUNCTIONS);
   uv_mutex_lock(&ch->mu);
   r = try_send(ch, m);
+  if (r == 0 && timeout != 0 && mode < 0) r = -3;
   if (r == 0 && timeout != 0) {
     g = cr_wait_new(me, 1);
     if (g != NULL && me == NULL &&
@@ -423,6 +439,7 @@ static int chan_send(lua_State *L) {
     case 1: lua_pushboolean(L, 1); return 1;
     case -1: return pushfail(L, "closed");
     case -2: return luaL_error(L, "send: not enough memory");
+    case -3: return wouldblock(L, "send");
   }
   if (timeout == 0) {
     cr_msg_free(m);
@@ -441,12 +458,15 @@ static int chan_send(lua_State *L) {
 static int recv_(lua_State *L, double timeout, lua_KContext ctx) {
   cr_chan *ch = checkchan(L);
   cr_loop *lp = cr_loop_get(L);
-  cr_task *me = cr_wait_caller(L, lp, ctx == 'i' ? "iter" : "recv");
+  const char *fname = ctx == 'i' ? "iter" : "recv";
+  cr_task *me;
+  int mode = waitmode(L, lp, fname, &me);
   cr_wgroup *g = NULL;
   cr_msg *m = NULL;
   int r;
   uv_mutex_lock(&ch->mu);
   r = try_recv(ch, &m);
+  if (r == 0 && timeout != 0 && mode < 0) r = -3;
   if (r == 0 && timeout != 0) {
     g = cr_wait_new(me, 1);
     if (g != NULL && me == NULL &&
@@ -462,6 +482,7 @@ static int recv_(lua_State *L, double timeout, lua_KContext ctx) {
     case 1: return pushmsg(L, m);
     case -1: return ctx == 'i' ? 0 : pushfail(L, "closed");
     case -2: return luaL_error(L, "recv: not enough memory");
+    case -3: return wouldblock(L, fname);
   }
   if (timeout == 0) return pushfail(L, "timeout");
   lua_settop(L, 1);

@@ -5,6 +5,9 @@
 ** first upvalue (cr_loop_get).
 */
 
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
 #include <string.h>
 
 #include "corun.h"
@@ -64,9 +67,22 @@ static int core_methods(lua_State *L) {
   return 1;
 }
 
+/* Keep this library mapped for the life of the process: worker threads of
+** a pool nobody closed may still run its code after lua_close unloads
+** C modules. */
+static void pin(void) {
+  Dl_info info;
+  if (dladdr((void *)pin, &info) != 0 && info.dli_fname != NULL)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 LUA_API int luaopen_corun_core(lua_State *L) __attribute__((visibility("default")));
 
 LUA_API int luaopen_corun_core(lua_State *L) {
+  /* A write to a closed socket or pipe returns EPIPE instead of killing
+  ** the process (what libuv programs, node and python do). */
+  signal(SIGPIPE, SIG_IGN);
+  pin();
   cr_loop_open(L);
   lua_newtable(L);
   cr_loop_open_lib(L);

@@ -525,8 +525,13 @@ cr_loop *cr_loop_get(lua_State *L) {
 ** whatever still refuses to finish. */
 static void teardown(lua_State *L, cr_loop *lp) {
   lp->stop_flag = 0;
+  /* Tasks' cleanup, not other threads, is what teardown waits for: a
+  ** thread that never ends must not keep corun.run from returning (the
+  ** runner has already waited for its threads before this). */
+  uv_unref((uv_handle_t *)&lp->async);
   cr_task_finish_all(L, lp);
   cr_handle_drop_all(L, lp);
+  cr_loop_remote(lp, 0);  /* restores the async handle's reference */
   lp->main = NULL;
 }
 

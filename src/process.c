@@ -125,6 +125,17 @@ static int process_kill(lua_State *L) {
   return 1;
 }
 
+/* p:_ref(on): whether this child keeps the loop alive (the process pool
+** keeps a worker referenced only while it runs a job). */
+static int process_ref(lua_State *L) {
+  cr_process *p = checkprocess(L);
+  if (p->h != NULL) {
+    if (lua_toboolean(L, 2)) uv_ref((uv_handle_t *)p->h);
+    else uv_unref((uv_handle_t *)p->h);
+  }
+  return 0;
+}
+
 static int process_index(lua_State *L) {
   cr_process *p = checkprocess(L);
   const char *k = luaL_checkstring(L, 2);
@@ -206,15 +217,23 @@ static char **environment(lua_State *L, int idx) {
   return v;
 }
 
-/* The stdio option 'k' of opts: fills 'c' (a pipe is made when asked). */
-static int stdio(lua_State *L, cr_loop *lp, int opts, const char *k,
-                 uv_stdio_container_t *c, int fd) {
+static const char *stdiomode(lua_State *L, int opts, const char *k) {
   const char *mode = "inherit";
   if (opts > 0) {
     lua_getfield(L, opts, k);
     mode = luaL_optstring(L, -1, "inherit");
-    lua_pop(L, 1);
+    lua_pop(L, 1);  /* a string held by opts */
   }
+  if (strcmp(mode, "pipe") != 0 && strcmp(mode, "null") != 0 &&
+      strcmp(mode, "inherit") != 0)
+    luaL_error(L, "spawn: %s must be \"pipe\", \"inherit\" or \"null\"", k);
+  return mode;
+}
+
+/* The stdio option 'k' of opts (checked): fills 'c' (a pipe when asked). */
+static int stdio(lua_State *L, cr_loop *lp, int opts, const char *k,
+                 uv_stdio_container_t *c, int fd) {
+  const char *mode = stdiomode(L, opts, k);
   if (strcmp(mode, "pipe") == 0) {
     uv_pipe_t *pipe = (uv_pipe_t *)malloc(sizeof *pipe);
     if (pipe == NULL) luaL_error(L, "spawn: not enough memory");
@@ -225,12 +244,10 @@ static int stdio(lua_State *L, cr_loop *lp, int opts, const char *k,
     return 1;
   }
   if (strcmp(mode, "null") == 0) c->flags = UV_IGNORE;
-  else if (strcmp(mode, "inherit") == 0) {
+  else {
     c->flags = UV_INHERIT_FD;
     c->data.fd = fd;
   }
-  else
-    luaL_error(L, "spawn: %s must be \"pipe\", \"inherit\" or \"null\"", k);
   return 0;
 }
 
@@ -255,6 +272,9 @@ static int process_spawn(lua_State *L) {
     if (lua_getfield(L, opts, "env") == LUA_TTABLE)
       o.env = environment(L, lua_gettop(L));
   }
+  stdiomode(L, opts, "stdin");  /* all checked before any pipe exists */
+  stdiomode(L, opts, "stdout");
+  stdiomode(L, opts, "stderr");
   p = (cr_process *)lua_newuserdatauv(L, sizeof *p, 3);
   memset(p, 0, sizeof *p);
   p->loop = lp;
@@ -283,6 +303,12 @@ static int process_spawn(lua_State *L) {
   }
   p->h->data = p;
   p->pid = p->h->pid;
+  if (opts) {  /* keepalive = false: the child alone keeps no loop alive */
+    lua_getfield(L, opts, "keepalive");
+    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+      uv_unref((uv_handle_t *)p->h);
+    lua_pop(L, 1);
+  }
   return 1;
 }
 
@@ -351,7 +377,8 @@ void cr_process_open_lib(lua_State *L) {
     {"__tostring", process_tostring}, {NULL, NULL}
   };
   static const luaL_Reg methods[] = {
-    {"wait", process_wait}, {"kill", process_kill}, {NULL, NULL}
+    {"wait", process_wait}, {"kill", process_kill}, {"_ref", process_ref},
+    {NULL, NULL}
   };
   int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
   lua_newtable(L);

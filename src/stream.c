@@ -9,7 +9,8 @@
 ** directly; a reader parks until the buffer can answer it. Reading stops
 ** while more than HIGH_WATER bytes wait unread, so a slow reader bounds
 ** memory. Writes copy their data into the write request; a writer parks
-** while more than HIGH_WATER bytes are queued, until LOW_WATER. Closing
+** while more than HIGH_WATER bytes of its writes have not completed, until
+** LOW_WATER. Closing
 ** flushes queued writes (uv_shutdown) before closing the handle.
 ** libuv callbacks only record results and wake tasks; nothing raises there
 ** and only the driver resumes tasks.
@@ -34,6 +35,7 @@ typedef struct cr_stream {
   int eof;                    /* the peer closed its end */
   int err;                    /* a read error (libuv code), or 0 */
   int werr;                   /* the first write error, or 0 */
+  size_t queued;              /* bytes of writes not yet completed */
   int reading;                /* uv_read_start is active */
   int closed;
   cr_list readers, writers;   /* parked tasks */
@@ -218,6 +220,8 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   int fmt = parsefmt(L, 2, &n);
   (void)status; (void)ctx;
   lua_settop(L, 3);
+  if (s->loop->current->outcome != CR_OK && cr_list_empty(&s->readers))
+    stopreading(s);  /* nobody waits: do not keep the loop alive */
   if (cr_task_outcome(L, s->loop->current) == CR_TIMEOUT) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
@@ -259,16 +263,18 @@ static int stream_read(lua_State *L) {
 
 typedef struct wreq {
   uv_write_t req;
+  size_t len;
   char data[1];
 } wreq;
 
 static void on_write(uv_write_t *req, int status) {
   cr_stream *s = (cr_stream *)req->handle->data;
+  size_t len = ((wreq *)req)->len;
   free(req);
   if (s == NULL) return;
+  s->queued -= len;
   if (status < 0 && s->werr == 0 && status != UV_ECANCELED) s->werr = status;
-  if (s->h->write_queue_size <= LOW_WATER || status < 0)
-    wakeall(&s->writers, CR_OK);
+  if (s->queued <= LOW_WATER || status < 0) wakeall(&s->writers, CR_OK);
 }
 
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
@@ -313,11 +319,13 @@ static int stream_write(lua_State *L) {
     total += len;
   }
   b = uv_buf_init(w->data, (unsigned)total);
+  w->len = total;
   if ((r = uv_write(&w->req, s->h, &b, 1, on_write)) != 0) {
     free(w);
     return cr_pusherror(L, r);
   }
-  if (s->h->write_queue_size > HIGH_WATER && s->loop->current != NULL &&
+  s->queued += total;
+  if (s->queued > HIGH_WATER && s->loop->current != NULL &&
       s->loop->current->co == L && lua_isyieldable(L)) {
     lua_settop(L, 1);
     return cr_task_park(L, s->loop->current, &s->writers, -1, 0, write_k);
@@ -358,6 +366,13 @@ static int stream_close(lua_State *L) {
   }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* s:_unref(): this stream alone does not keep the loop alive. */
+static int stream_unref(lua_State *L) {
+  cr_stream *s = checkstream(L);
+  if (s->h != NULL) uv_unref((uv_handle_t *)s->h);
+  return 0;
 }
 
 static int stream_gc(lua_State *L) {
@@ -462,8 +477,8 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = op->loop->current;
   (void)status;
   if (op->status == 0) {  /* timed out or cancelled first */
-    op->abandoned = 1;
-    if (op->tcp != NULL && uv_is_active((uv_handle_t *)op->tcp)) {
+    op->abandoned = 1;     /* closing cancels the connect: its callback */
+    if (op->tcp != NULL) { /* (or the resolver's) then frees op */
       uv_close((uv_handle_t *)op->tcp, on_close_free);
       op->tcp = NULL;
     }
@@ -643,7 +658,9 @@ static int tcp_listen(lua_State *L) {
   if (r == 0) r = uv_tcp_getsockname(sv->tcp, (struct sockaddr *)&name,
                                       &namelen);
   if (r != 0) {
-    server_gc(L);
+    sv->tcp->data = NULL;
+    uv_close((uv_handle_t *)sv->tcp, on_close_free);
+    sv->tcp = NULL;
     return cr_pusherror(L, r);
   }
   sv->port = ntohs(name.ss_family == AF_INET6
@@ -667,7 +684,7 @@ void cr_stream_open_lib(lua_State *L) {
   };
   static const luaL_Reg methods[] = {
     {"read", stream_read}, {"write", stream_write}, {"close", stream_close},
-    {NULL, NULL}
+    {"_unref", stream_unref}, {NULL, NULL}
   };
   static const luaL_Reg svmeta[] = {
     {"__index", server_index}, {"__gc", server_gc}, {NULL, NULL}

@@ -69,23 +69,34 @@ end
 
 local function start(pool)
   local p, err = core.process.spawn(pool.runner,
-    { "-e", 'require "corun.worker"' },
-    { stdin = "pipe", stdout = "pipe", stderr = "inherit" })
+    { "-e", 'require("corun.worker")()' },
+    { stdin = "pipe", stdout = "pipe", stderr = "inherit",
+      keepalive = false })  -- an idle pool does not keep the runner alive
   if not p then error("process.pool: cannot start a worker: " .. err, 0) end
+  p.stdin:_unref()   -- an idle worker keeps nothing alive: only a job
+  p.stdout:_unref()  -- in flight does (see ask)
   return p
 end
 
 -- Send one job to worker process p; return the answer frame, or nil when
--- the worker died.
+-- the worker died with it, or false when it was dead before (the job was
+-- never sent).
 local function ask(p, frame)
-  if not p.stdin:write(string.pack(">s4", frame)) then return nil end
-  local header = p.stdout:read(4)
-  if header == nil or #header < 4 then return nil end
-  return p.stdout:read((string.unpack(">I4", header)))
+  if not p.stdin:write(string.pack(">s4", frame)) then return false end
+  p:_ref(true)
+  local ok, answer = pcall(function()
+    local header = p.stdout:read(4)
+    if header == nil or #header < 4 then return nil end
+    return p.stdout:read((string.unpack(">I4", header)))
+  end)
+  p:_ref(false)
+  if not ok then error(answer, 0) end
+  return answer
 end
 
 local function died(p)
   p.stdin:close()
+  p:_ref(true)
   local code, sig = p:wait()
   return ("worker died (exit code %s%s)"):format(tostring(code),
     sig and ", signal " .. sig or "")
@@ -99,8 +110,17 @@ local function manage(pool)
     for job in pool.jobs:iter() do
       if not job.future:done() then
         job.future.started = true
+        if p:wait(0) ~= nil then  -- it died while idle: replace it first
+          died(p)
+          p = start(pool)
+        end
         local answer = ask(p, job.frame)
-        if answer == nil then
+        if answer == false then  -- died while idle: its replacement does it
+          died(p)
+          p = start(pool)
+          answer = ask(p, job.frame)
+        end
+        if not answer then
           settle(job.future, died(p))
           p = start(pool)
         else
@@ -116,6 +136,7 @@ local function manage(pool)
   end)
   p.stdin:close()
   if not ok then p:kill("kill") end
+  p:_ref(true)  -- the child's exit is what we wait for now
   p:wait()
   if not ok then error(err, 0) end
 end
