@@ -247,6 +247,7 @@ void cr_channel_open_lib(lua_State *L);
 struct cr_stream;
 struct cr_stream *cr_stream_push(lua_State *L, cr_loop *lp, uv_stream_t *h);
 int cr_pusherror(lua_State *L, int e);
+int cr_argerror(lua_State *L, int arg, const char *fname, const char *msg);
 void cr_stream_open_lib(lua_State *L);
 
 /* process.c */

@@ -583,8 +583,9 @@ static int loop_run(lua_State *L) {
   lp->virtual_clock = 0;
   lp->running = 0;
   if (script) {
-    if (main->status == CR_FAILED) {
-      cr_task_retrieved(L, main);
+    if (main->status == CR_FAILED ||
+        (main->status == CR_CANCELLED_ST && lp->sigints == 0)) {
+      cr_task_retrieved(L, main);  /* a Cancelled error not from SIGINT */
       lua_getiuservalue(L, mainidx, CR_TUV_VALUE);
       fprintf(stderr, "corun: %s\n", luaL_tolstring(L, -1, NULL));
       status = 1;

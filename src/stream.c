@@ -63,6 +63,12 @@ int cr_pusherror(lua_State *L, int e) {
   return 2;
 }
 
+/* An argument error naming 'fname' (functions of sub-tables such as
+** corun.tcp are not found by luaL_argerror's search for a name). */
+int cr_argerror(lua_State *L, int arg, const char *fname, const char *msg) {
+  return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
+}
+
 static double opttimeout(lua_State *L, int arg) {
   double d;
   if (lua_isnoneornil(L, arg)) return -1;
@@ -509,7 +515,8 @@ static int tcp_connect(lua_State *L) {
   connop *op;
   cr_task *me;
   int r;
-  luaL_argcheck(L, port > 0 && port < 65536, 2, "port must be 1..65535");
+  if (port <= 0 || port >= 65536)
+    cr_argerror(L, 2, "connect", "port must be 1..65535");
   me = cr_task_enter(L, lp, "connect");
   cr_task_checkcancel(L, me);
   op = (connop *)calloc(1, sizeof *op);
@@ -623,8 +630,9 @@ static int tcp_listen(lua_State *L) {
   cr_server *sv;
   uv_getaddrinfo_t req;
   char service[16];
-  luaL_argcheck(L, port >= 0 && port < 65536, 2, "port must be 0..65535");
-  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (port < 0 || port >= 65536)
+    cr_argerror(L, 2, "listen", "port must be 0..65535");
+  if (!lua_isfunction(L, 3)) cr_argerror(L, 3, "listen", "function expected");
   if (lua_istable(L, 4)) {
     lua_getfield(L, 4, "backlog");
     backlog = (int)luaL_optinteger(L, -1, 511);

@@ -323,7 +323,17 @@ function corun.dump(file)
   if file.flush then file:flush() end
 end
 
-corun.tcp = core.tcp
+corun.tcp = { connect = core.tcp.connect }
+
+-- tcp.listen(host, port, handler, [opts]): each connection's stream is
+-- closed when its handler ends, also when it fails.
+function corun.tcp.listen(host, port, handler, opts)
+  if not callable(handler) then argerror("listen", 3, "function expected") end
+  return core.tcp.listen(host, port, function(stream)
+    local _ <close> = stream
+    return handler(stream)
+  end, opts)
+end
 corun.redis = require "corun.redis"
 
 --[[ processes ]]

@@ -152,8 +152,10 @@ function Pool:submit(fn, ...)
     error("bad argument #1 to 'submit' (function expected)", 2)
   end
   if self.jobs:closed() then error("submit: the pool is closed", 2) end
+  local ok, frame = pcall(core.codec_dump, fn, ...)
+  if not ok then error((frame:gsub("^[^\n]-:%d+: ", "")), 2) end
   local f = future()
-  self.jobs:put({ frame = core.codec_dump(fn, ...), future = f })
+  self.jobs:put({ frame = frame, future = f })
   return f
 end
 
