@@ -234,14 +234,6 @@ cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname) {
   return t;
 }
 
-static double opttimeout(lua_State *L, int arg) {
-  double d;
-  if (lua_isnoneornil(L, arg)) return -1;
-  d = luaL_checknumber(L, arg);
-  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
-  return d;
-}
-
 /* Block this OS thread until 'g' fires or 'timeout' passes (< 0: never).
 ** Returns the outcome, CR_TIMEOUT when this thread won the group. The
 ** group's cases were linked after its mutex and condition were made. */
@@ -367,12 +359,6 @@ static int try_recv(cr_chan *ch, cr_msg **m) {
   return ch->closed ? -1 : 0;
 }
 
-static int pushfail(lua_State *L, const char *why) {
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
-}
-
 /* Push the value of message 'm' and free it. */
 static int pushmsg(lua_State *L, cr_msg *m) {
   int n = cr_codec_decode(L, m, CR_CODEC_FUNCTIONS);
@@ -392,10 +378,10 @@ static int chan_k(lua_State *L, int status, lua_KContext ctx) {
   if (me->outcome != CR_OK) {  /* timed out or cancelled: the owner won */
     cr_wait_free(g);
     cr_task_outcome(L, me);  /* raises Cancelled */
-    return pushfail(L, "timeout");
+    return cr_pushfail(L, "timeout");
   }
   cr_wait_free(g);
-  if (outcome == CR_CLOSED) return ctx == 'i' ? 0 : pushfail(L, "closed");
+  if (outcome == CR_CLOSED) return ctx == 'i' ? 0 : cr_pushfail(L, "closed");
   if (ctx == 's') {
     lua_pushboolean(L, 1);
     return 1;
@@ -406,7 +392,7 @@ static int chan_k(lua_State *L, int status, lua_KContext ctx) {
 static int chan_send(lua_State *L) {
   cr_chan *ch = checkchan(L);
   cr_loop *lp = cr_loop_get(L);
-  double timeout = opttimeout(L, 3);
+  double timeout = cr_opttimeout(L, 3);
   cr_task *me;
   cr_wgroup *g = NULL;
   cr_msg *m;
@@ -437,19 +423,19 @@ static int chan_send(lua_State *L) {
   if (r != 0 && r != 1) cr_msg_free(m);
   switch (r) {
     case 1: lua_pushboolean(L, 1); return 1;
-    case -1: return pushfail(L, "closed");
+    case -1: return cr_pushfail(L, "closed");
     case -2: return luaL_error(L, "send: not enough memory");
     case -3: return wouldblock(L, "send");
   }
   if (timeout == 0) {
     cr_msg_free(m);
-    return pushfail(L, "timeout");
+    return cr_pushfail(L, "timeout");
   }
   if (me != NULL) return cr_wait_park(L, me, g, timeout, 's', chan_k);
   r = block(g, timeout);
   cr_wait_free(g);
-  if (r == CR_TIMEOUT) return pushfail(L, "timeout");
-  if (r == CR_CLOSED) return pushfail(L, "closed");
+  if (r == CR_TIMEOUT) return cr_pushfail(L, "timeout");
+  if (r == CR_CLOSED) return cr_pushfail(L, "closed");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -480,24 +466,24 @@ static int recv_(lua_State *L, double timeout, lua_KContext ctx) {
   uv_mutex_unlock(&ch->mu);
   switch (r) {
     case 1: return pushmsg(L, m);
-    case -1: return ctx == 'i' ? 0 : pushfail(L, "closed");
+    case -1: return ctx == 'i' ? 0 : cr_pushfail(L, "closed");
     case -2: return luaL_error(L, "recv: not enough memory");
     case -3: return wouldblock(L, fname);
   }
-  if (timeout == 0) return pushfail(L, "timeout");
+  if (timeout == 0) return cr_pushfail(L, "timeout");
   lua_settop(L, 1);
   if (me != NULL) return cr_wait_park(L, me, g, timeout, ctx, chan_k);
   r = block(g, timeout);
   m = g->msg;
   g->msg = NULL;
   cr_wait_free(g);
-  if (r == CR_TIMEOUT) return pushfail(L, "timeout");
-  if (r == CR_CLOSED) return ctx == 'i' ? 0 : pushfail(L, "closed");
+  if (r == CR_TIMEOUT) return cr_pushfail(L, "timeout");
+  if (r == CR_CLOSED) return ctx == 'i' ? 0 : cr_pushfail(L, "closed");
   return pushmsg(L, m);
 }
 
 static int chan_recv(lua_State *L) {
-  return recv_(L, opttimeout(L, 2), 'r');
+  return recv_(L, cr_opttimeout(L, 2), 'r');
 }
 
 static int chan_next(lua_State *L) {
@@ -651,7 +637,7 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
   cr_wait_free(g);
   if (me->outcome != CR_OK) {
     cr_task_outcome(L, me);  /* raises Cancelled */
-    return pushfail(L, "timeout");
+    return cr_pushfail(L, "timeout");
   }
   return selresult(L, which, outcome, m, send, queue && !send);
 }
@@ -718,7 +704,7 @@ static int chan_select(lua_State *L) {
   cr_msg *offers[MAXCASES], *m = NULL;
   cr_task *me;
   cr_wgroup *g = NULL;
-  if (n > 0 && lua_type(L, n) == LUA_TNUMBER) timeout = opttimeout(L, n--);
+  if (n > 0 && lua_type(L, n) == LUA_TNUMBER) timeout = cr_opttimeout(L, n--);
   luaL_argcheck(L, n >= 1, 1, "at least one case expected");
   luaL_argcheck(L, n <= MAXCASES, MAXCASES + 1, "too many cases");
   lua_settop(L, n);
@@ -777,7 +763,7 @@ static int chan_select(lua_State *L) {
     return selresult(L, winner, r == -1 ? CR_CLOSED : CR_OK, m,
                      cases[winner].send, 0);
   }
-  if (timeout == 0) return pushfail(L, "timeout");
+  if (timeout == 0) return cr_pushfail(L, "timeout");
   if (g == NULL) return luaL_error(L, "select: not enough memory");
   for (i = 0; i < n; i++) {  /* queue cases: this thread only, no lock */
     if (cases[i].ch != NULL) continue;
@@ -792,7 +778,7 @@ static int chan_select(lua_State *L) {
     m = g->msg;
     g->msg = NULL;
     cr_wait_free(g);
-    if (r == CR_TIMEOUT) return pushfail(L, "timeout");
+    if (r == CR_TIMEOUT) return cr_pushfail(L, "timeout");
     return selresult(L, which, r, m, send, 0);
   }
 }

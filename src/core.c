@@ -12,6 +12,22 @@
 
 #include "corun.h"
 
+/* The optional timeout at 'arg': seconds >= 0, or -1 for none. */
+double cr_opttimeout(lua_State *L, int arg) {
+  double d;
+  if (lua_isnoneornil(L, arg)) return -1;
+  d = luaL_checknumber(L, arg);
+  luaL_argcheck(L, d >= 0 && d == d, arg, "timeout must be >= 0");
+  return d;
+}
+
+/* Push nil, why (an expected outcome: "timeout", "closed", ...). */
+int cr_pushfail(lua_State *L, const char *why) {
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
 /* Light-userdata registry keys of the hot metatables. */
 const char cr_task_mtkey = 0, cr_queue_mtkey = 0;
 

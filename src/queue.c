@@ -58,12 +58,6 @@ static cr_task *first(cr_list *waiters) {
   return cr_container_of(cr_list_head(waiters), cr_task, wnode);
 }
 
-static int pushfail(lua_State *L, const char *why) {
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
-}
-
 /* {=================================================================
 ** The ring
 ** ================================================================== */
@@ -276,9 +270,9 @@ static void refill(lua_State *L, cr_queue *q, int qidx, int extra) {
 
 /* put_nowait: 1 when the value at 'vidx' went in, else nil,why pushed. */
 static int offer(lua_State *L, cr_queue *q, int qidx, int vidx) {
-  if (q->closed) return pushfail(L, "closed");
+  if (q->closed) return cr_pushfail(L, "closed");
   if (handoff(L, q, vidx)) return 1;
-  if (isfull(q)) return pushfail(L, "full");
+  if (isfull(q)) return cr_pushfail(L, "full");
   lua_pushvalue(L, vidx);
   store(L, q, qidx);
   q->unfinished++;
@@ -306,20 +300,12 @@ static int poll(lua_State *L, cr_queue *q, int qidx) {
     refill(L, q, qidx, 0);
     return 1;
   }
-  return pushfail(L, q->closed ? "closed" : "empty");
+  return cr_pushfail(L, q->closed ? "closed" : "empty");
 }
 
 static void checkitem(lua_State *L, int arg) {
   luaL_checkany(L, arg);
   if (lua_isnil(L, arg)) luaL_argerror(L, arg, "nil is not a valid item");
-}
-
-static double opttimeout(lua_State *L, int arg) {
-  double d;
-  if (lua_isnoneornil(L, arg)) return -1;
-  d = luaL_checknumber(L, arg);
-  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
-  return d;
 }
 
 /* offer() for the Lua API: true, or nil,why. */
@@ -334,10 +320,10 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *t = cr_loop_get(L)->current;
   (void)status;
   switch (cr_task_outcome(L, t)) {
-    case CR_TIMEOUT: return pushfail(L, "timeout");
+    case CR_TIMEOUT: return cr_pushfail(L, "timeout");
     case CR_CLOSED:
       if (ctx == 'i') return 0;
-      return pushfail(L, "closed");
+      return cr_pushfail(L, "closed");
     default:
       if (ctx == 'g' || ctx == 'i') return 1;  /* the item handed over */
       lua_pushboolean(L, 1);
@@ -347,7 +333,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int queue_put(lua_State *L) {
   cr_queue *q = checkqueue(L);
-  double timeout = opttimeout(L, 3);
+  double timeout = cr_opttimeout(L, 3);
   cr_task *t;
   checkitem(L, ITEM_ARG);
   if (q->closed || !cr_list_empty(&q->getters) ||
@@ -360,7 +346,7 @@ static int queue_put(lua_State *L) {
 
 static int queue_get(lua_State *L) {
   cr_queue *q = checkqueue(L);
-  double timeout = opttimeout(L, 2);
+  double timeout = cr_opttimeout(L, 2);
   cr_task *t;
   if (q->n > 0 || q->closed) return poll(L, q, 1);
   t = cr_task_enter(L, q->loop, "get");
@@ -408,7 +394,7 @@ static int queue_task_done(lua_State *L) {
 
 static int queue_join(lua_State *L) {
   cr_queue *q = checkqueue(L);
-  double timeout = opttimeout(L, 2);
+  double timeout = cr_opttimeout(L, 2);
   cr_task *t;
   if (q->unfinished == 0) {
     lua_pushboolean(L, 1);

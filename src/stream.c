@@ -69,14 +69,6 @@ int cr_argerror(lua_State *L, int arg, const char *fname, const char *msg) {
   return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
 }
 
-static double opttimeout(lua_State *L, int arg) {
-  double d;
-  if (lua_isnoneornil(L, arg)) return -1;
-  d = luaL_checknumber(L, arg);
-  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
-  return d;
-}
-
 static void on_close_free(uv_handle_t *h) {
   free(h);
 }
@@ -249,7 +241,7 @@ static int stream_read(lua_State *L) {
   cr_stream *s = checkstream(L);
   size_t n = 0;
   int fmt = parsefmt(L, 2, &n);
-  double timeout = opttimeout(L, 3);
+  double timeout = cr_opttimeout(L, 3);
   lua_settop(L, 2);
   lua_pushnumber(L, timeout < 0 ? -1 : cr_loop_now(s->loop) + timeout);
   if (s->closed && s->len == s->pos) {
@@ -509,7 +501,7 @@ static int tcp_connect(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
-  double timeout = opttimeout(L, 3);
+  double timeout = cr_opttimeout(L, 3);
   struct addrinfo hints;
   char service[16];
   connop *op;

@@ -97,23 +97,9 @@ static void wakeall(cr_list *waiters, int outcome) {
   while (!cr_list_empty(waiters)) cr_task_wake(first(waiters), outcome);
 }
 
-static double opttimeout(lua_State *L, int arg) {
-  double d;
-  if (lua_isnoneornil(L, arg)) return -1;
-  d = luaL_checknumber(L, arg);
-  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
-  return d;
-}
-
 static int pushtrue(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
-}
-
-static int pushfail(lua_State *L, const char *why) {
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
 }
 
 /* The outcome of a plain wait: true, nil,"timeout" or nil,"broken"; a
@@ -122,8 +108,8 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *t = cr_loop_get(L)->current;
   (void)status;
   switch (cr_task_outcome(L, t)) {
-    case CR_TIMEOUT: return pushfail(L, "timeout");
-    case CR_BROKEN: return pushfail(L, "broken");
+    case CR_TIMEOUT: return cr_pushfail(L, "timeout");
+    case CR_BROKEN: return cr_pushfail(L, "broken");
     default:
       if (ctx == 'h') {
         lua_settop(L, 1);
@@ -188,7 +174,7 @@ static int lock_try(lua_State *L, cr_lock *k, cr_task *me) {
 
 static int lock_acquire_(lua_State *L, int ctx, const char *fname) {
   cr_lock *k = checklock(L, 1);
-  double timeout = ctx == 'h' ? -1 : opttimeout(L, 2);
+  double timeout = ctx == 'h' ? -1 : cr_opttimeout(L, 2);
   cr_task *me = cr_task_enter(L, k->loop, fname);
   if (lock_try(L, k, me)) {
     lua_settop(L, 1);
@@ -262,7 +248,7 @@ static int sync_rlock(lua_State *L) {
 
 static int sem_acquire_(lua_State *L, int ctx, const char *fname) {
   cr_sem *s = checksem(L, 1);
-  double timeout = ctx == 'h' ? -1 : opttimeout(L, 2);
+  double timeout = ctx == 'h' ? -1 : cr_opttimeout(L, 2);
   cr_task *me;
   if (s->value > 0) {  /* then nobody waits: permits are handed off */
     s->value--;
@@ -353,7 +339,7 @@ static int event_is_set(lua_State *L) {
 
 static int event_wait(lua_State *L) {
   cr_event *e = checkevent(L, 1);
-  double timeout = opttimeout(L, 2);
+  double timeout = cr_opttimeout(L, 2);
   cr_task *me;
   if (e->set) return pushtrue(L);
   me = cr_task_enter(L, e->loop, "wait");
@@ -420,7 +406,7 @@ static int cond_done(lua_State *L, cr_cond *c, cr_task *me, cr_lock *k,
     me->outcome = CR_CANCELLED;
     cr_task_outcome(L, me);  /* raises */
   }
-  if (CTX_OUTCOME(ctx) == CR_TIMEOUT) return pushfail(L, "timeout");
+  if (CTX_OUTCOME(ctx) == CR_TIMEOUT) return cr_pushfail(L, "timeout");
   return pushtrue(L);
 }
 
@@ -444,7 +430,7 @@ static int cond_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int cond_wait(lua_State *L) {
   cr_cond *c = checkcond(L, 1);
-  double timeout = opttimeout(L, 2);
+  double timeout = cr_opttimeout(L, 2);
   cr_task *me = cr_task_enter(L, c->loop, "wait");
   cr_lock *k = condlock(L, c, "wait");
   lua_Integer depth = k->depth;
@@ -570,8 +556,8 @@ static int barrier_k(lua_State *L, int status, lua_KContext ctx) {
   switch (cr_task_outcome(L, me)) {
     case CR_TIMEOUT:
       barrier_check(b);
-      return pushfail(L, "timeout");
-    case CR_BROKEN: return pushfail(L, "broken");
+      return cr_pushfail(L, "timeout");
+    case CR_BROKEN: return cr_pushfail(L, "broken");
     default:
       lua_pushinteger(L, (lua_Integer)ctx);
       return 1;
@@ -580,11 +566,11 @@ static int barrier_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int barrier_wait(lua_State *L) {
   cr_barrier *b = checkbarrier(L, 1);
-  double timeout = opttimeout(L, 2);
+  double timeout = cr_opttimeout(L, 2);
   lua_Integer index;
   cr_task *me;
   barrier_check(b);
-  if (b->broken) return pushfail(L, "broken");
+  if (b->broken) return cr_pushfail(L, "broken");
   if (b->count + 1 == b->parties) {  /* the last arrival releases all */
     b->count = 0;
     wakeall(&b->waiters, CR_OK);

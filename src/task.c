@@ -702,14 +702,6 @@ static int task_current(lua_State *L) {
   return 1;
 }
 
-static double opttimeout(lua_State *L, int arg) {
-  double d;
-  if (lua_isnoneornil(L, arg)) return -1;
-  d = luaL_checknumber(L, arg);
-  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
-  return d;
-}
-
 static int join_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = cr_loop_get(L)->current;
   (void)status; (void)ctx;
@@ -725,7 +717,7 @@ static int join_k(lua_State *L, int status, lua_KContext ctx) {
 static int task_join(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
   cr_task *t = checktask(L, 1), *me;
-  double timeout = opttimeout(L, 2);
+  double timeout = cr_opttimeout(L, 2);
   if (t->status != CR_PENDING) return cr_task_pushresults(L, t, 1);
   me = cr_task_enter(L, lp, "join");
   if (me == t) return luaL_error(L, "join: a task cannot join itself");

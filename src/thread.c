@@ -168,20 +168,6 @@ static int pushresult(lua_State *L, cr_future *f) {
   return n;
 }
 
-static int pushfail(lua_State *L, const char *why) {
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
-}
-
-static double opttimeout(lua_State *L, int arg) {
-  double d;
-  if (lua_isnoneornil(L, arg)) return -1;
-  d = luaL_checknumber(L, arg);
-  luaL_argcheck(L, d >= 0 && !isnan(d), arg, "timeout must be >= 0");
-  return d;
-}
-
 static int future_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = cr_loop_get(L)->current;
   cr_wgroup *g = me->wg;
@@ -190,7 +176,7 @@ static int future_k(lua_State *L, int status, lua_KContext ctx) {
   cr_wait_free(g);
   if (me->outcome != CR_OK) {
     cr_task_outcome(L, me);  /* raises Cancelled */
-    return pushfail(L, "timeout");
+    return cr_pushfail(L, "timeout");
   }
   return pushresult(L, checkfuture(L));
 }
@@ -198,7 +184,7 @@ static int future_k(lua_State *L, int status, lua_KContext ctx) {
 /* future:wait([timeout]): a task parks; a plain thread blocks. */
 static int future_wait(lua_State *L) {
   cr_future *f = checkfuture(L);
-  double timeout = opttimeout(L, 2);
+  double timeout = cr_opttimeout(L, 2);
   cr_loop *lp = cr_loop_get(L);
   cr_task *me = cr_wait_caller(L, lp, "wait");
   cr_wgroup *g = NULL;
@@ -223,7 +209,7 @@ static int future_wait(lua_State *L) {
   if (state >= FUT_DONE) return pushresult(L, f);
   if (g == NULL) {
     if (me != NULL && timeout != 0) return luaL_error(L, "not enough memory");
-    return pushfail(L, "timeout");
+    return cr_pushfail(L, "timeout");
   }
   lua_settop(L, 1);
   return cr_wait_park(L, me, g, timeout, 0, future_k);
