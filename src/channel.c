@@ -698,7 +698,7 @@ static int pollqueues(lua_State *L, selcase *cases, int n, int *r) {
 
 static int chan_select(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
-  int n = lua_gettop(L), i, k, start, winner = -1, r = 0, nq = 0;
+  int n = lua_gettop(L), i, k, start, winner = -1, r = 0, nq = 0, mode;
   double timeout = -1;
   selcase cases[MAXCASES], sorted[MAXCASES];
   cr_msg *offers[MAXCASES], *m = NULL;
@@ -712,7 +712,7 @@ static int chan_select(lua_State *L) {
     checkcase(L, i + 1, &cases[i]);
     nq += cases[i].ch == NULL;
   }
-  me = cr_wait_caller(L, lp, "select");
+  mode = waitmode(L, lp, "select", &me);
   if (nq > 0 && me == NULL)
     return luaL_error(L, "select: queue cases need a task");
   if (nq > 0 && (winner = pollqueues(L, cases, n, &r)) > 0)
@@ -738,7 +738,7 @@ static int chan_select(lua_State *L) {
                       : try_recv(cases[i].ch, &m);
     if (r != 0) winner = i;
   }
-  if (winner < 0 && timeout != 0) {
+  if (winner < 0 && timeout != 0 && mode >= 0) {
     g = cr_wait_new(me, n);
     if (g != NULL && me == NULL &&
         (uv_mutex_init(&g->mu) != 0 || uv_cond_init(&g->cond) != 0)) {
@@ -764,6 +764,7 @@ static int chan_select(lua_State *L) {
                      cases[winner].send, 0);
   }
   if (timeout == 0) return cr_pushfail(L, "timeout");
+  if (mode < 0) return wouldblock(L, "select");
   if (g == NULL) return luaL_error(L, "select: not enough memory");
   for (i = 0; i < n; i++) {  /* queue cases: this thread only, no lock */
     if (cases[i].ch != NULL) continue;

@@ -421,6 +421,7 @@ static int thread_new(lua_State *L) {
     j->call = e.out;
   }
   f = j->fut;
+  f->state = FUT_RUNNING;      /* a started thread cannot be cancelled */
   cr_shared_retain(&f->base);  /* the box's: j may be gone once started */
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

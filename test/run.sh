@@ -2,8 +2,9 @@
 # test/run.sh: every test of corun, as `make test` runs it (after building
 # build/ and build-asan/). Stages: C unit tests, the busted specs, the
 # examples with their output checked, the rock (luarocks make / pack /
-# install, offline), the specs again under ASan+UBSan, the codec fuzzer,
-# and valgrind on the runner. Prints busted's summaries and ends with
+# install, offline), the specs again under ASan+UBSan, the thread and
+# channel specs under ThreadSanitizer, the codec fuzzer, and valgrind on
+# the runner. Prints busted's summaries and ends with
 # "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
@@ -40,6 +41,43 @@ export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/spec/?.lua;;"
 export LUA_CPATH="$ROOT/build/?.so;;"
 export CORUN_BIN="$ROOT/build/bin/corun"
 
+# A Redis server for the specs and examples that need one (corun.redis):
+# on a free loopback port (bound with port 0 and released), persistence
+# off, stopped on exit whatever happens. Specs and examples read
+# CORUN_REDIS_URL; without it they start a throwaway server of their own.
+REDIS_PID=
+stop_redis() {
+  if [ -n "$REDIS_PID" ]; then
+    kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
+    REDIS_PID=
+  fi
+}
+trap stop_redis EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+for _ in 1 2 3; do
+  CORUN_REDIS_PORT=$(build/bin/corun -e 'local corun = require "corun"
+    local s = assert(corun.tcp.listen("127.0.0.1", 0, function() end))
+    print(s.port); s:close()') || break
+  redis-server --port "$CORUN_REDIS_PORT" --bind 127.0.0.1 --save '' \
+    --appendonly no --daemonize no >/dev/null 2>&1 &
+  REDIS_PID=$!
+  for _ in $(seq 100); do
+    redis-cli -p "$CORUN_REDIS_PORT" ping >/dev/null 2>&1 && break 2
+    kill -0 "$REDIS_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  stop_redis
+done
+if [ -n "$REDIS_PID" ]; then
+  export CORUN_REDIS_PORT
+  export CORUN_REDIS_URL="redis://127.0.0.1:$CORUN_REDIS_PORT/0"
+  echo "redis-server on 127.0.0.1:$CORUN_REDIS_PORT (pid $REDIS_PID)"
+else
+  echo "could not start redis-server: the Redis specs and examples start their own"
+  unset CORUN_REDIS_PORT
+fi
+
 stage "specs"
 busted_stage "specs" lua5.4 /usr/bin/busted
 
@@ -62,6 +100,27 @@ LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   busted_stage "specs (asan)" lua5.4 /usr/bin/busted --cpath="build-asan/?.so"
+
+stage "thread and channel specs under ThreadSanitizer"
+# build-tsan is a Debug build with -fsanitize=thread. lua5.4 leaves Lua
+# errors and yields through __longjmp_chk, which libtsan does not intercept:
+# test/tsan_longjmp.c forwards it to longjmp. test/tsan.supp holds a libuv
+# false positive. Children run without a shell (a shell crashes with
+# libtsan preloaded).
+tsanlog=$(mktemp)
+if cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCORUN_TSAN=ON \
+     >"$tsanlog" 2>&1 &&
+   cmake --build build-tsan -j2 >>"$tsanlog" 2>&1 &&
+   gcc -U_FORTIFY_SOURCE -O1 -shared -fPIC -o build-tsan/tsan_longjmp.so \
+     test/tsan_longjmp.c >>"$tsanlog" 2>&1
+then
+  LUA_CPATH="$ROOT/build-tsan/?.so;;" CORUN_BIN="$ROOT/build-tsan/bin/corun" \
+  LD_PRELOAD="$(gcc -print-file-name=libtsan.so):$ROOT/build-tsan/tsan_longjmp.so" \
+  TSAN_OPTIONS="halt_on_error=1 report_signal_unsafe=0 suppressions=$ROOT/test/tsan.supp" \
+    busted_stage "specs (tsan)" lua5.4 /usr/bin/busted \
+      --cpath="build-tsan/?.so" spec/thread_spec.lua spec/channel_spec.lua
+else tail -40 "$tsanlog"; bad "build-tsan"; fi
+rm -f "$tsanlog"
 
 stage "fuzz: the codec's decoder (libFuzzer, 60 s)"
 # On a copy of the seed corpus, so that make test does not grow it; a
