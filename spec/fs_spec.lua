@@ -5,11 +5,10 @@ local corun = require "corun"
 local cb = require "corun.busted"
 local helper = require "helper"
 local catch = helper.catch
+local both, fails = helper.both, helper.fails
 local async = cb.async
 local fs = corun.fs
 
--- All results of a call, as a table (so nil, "why" compares with same).
-local function both(...) return { n = select("#", ...), ... } end
 
 -- fn(...) must raise an error whose text contains 'text'.
 local function raises(text, fn, ...)
@@ -20,13 +19,6 @@ local function raises(text, fn, ...)
 end
 
 -- fn(...) must return nil and an error starting with 'code'.
-local function fails(code, ...)
-  local r = both(...)
-  assert.equal(2, r.n)
-  assert.is_nil(r[1])
-  assert(type(r[2]) == "string" and r[2]:find("^" .. code .. ": .+"),
-         ("expected %s: ..., got %s"):format(code, tostring(r[2])))
-end
 
 local function umask()
   local p = io.popen("sh -c umask")

@@ -100,4 +100,107 @@ function helper.run_lua(code)
   return status, o, e
 end
 
+--[[ Redis servers for the specs (spec/redis_spec.lua, redis_queue_spec.lua) ]]
+
+-- A free loopback TCP port: bind port 0, read the port, close. Works inside
+-- a task and outside a run.
+function helper.free_port()
+  local function pick()
+    local s = assert(corun.tcp.listen("127.0.0.1", 0, function() end))
+    local port = s.port
+    s:close()
+    return port
+  end
+  if corun.current() then return pick() end
+  return corun.run(pick)
+end
+
+local function sh(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1"))
+  local out = f:read("a")
+  f:close()
+  return out
+end
+
+-- True once something answers redis-cli on port (NOAUTH counts).
+local function answers(port)
+  return not sh(("redis-cli -p %d ping"):format(port)):find("Could not connect")
+end
+
+-- Start a throwaway redis-server on a free loopback port (or on 'port'),
+-- persistence off, extra arguments 'args' (a list, e.g. {"--requirepass",
+-- "pw"}); waits until it answers. Returns port, stop: stop() ends that
+-- server (SIGTERM; with no persistence it exits at once) and waits until
+-- the port is closed. Blocks the calling thread while it waits.
+function helper.redis_server(args, port)
+  local extra = {}
+  for i, a in ipairs(args or {}) do extra[i] = "'" .. a .. "'" end
+  for _ = 1, 5 do
+    local p = port or helper.free_port()
+    local pid = sh(("redis-server --port %d --bind 127.0.0.1 --save '' "
+      .. "--appendonly no --daemonize no %s >/dev/null 2>&1 & echo $!")
+      :format(p, table.concat(extra, " "))):match("%d+")
+    for _ = 1, 100 do
+      if answers(p) then
+        local function stop()
+          os.execute("kill " .. pid .. " 2>/dev/null")
+          for _ = 1, 100 do
+            if not answers(p) then return end
+            os.execute("sleep 0.05")
+          end
+        end
+        return p, stop
+      end
+      if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+      os.execute("sleep 0.05")
+    end
+    os.execute("kill " .. pid .. " 2>/dev/null")
+  end
+  error("could not start redis-server" .. (port and " on port " .. port or ""))
+end
+
+-- The Redis server for the specs: CORUN_REDIS_URL (test/run.sh starts one;
+-- it is only ever a server started for the tests) or, when it is unset, a
+-- throwaway server of our own. Returns url, port, stop (a no-op for the
+-- shared server).
+function helper.redis()
+  local url = os.getenv("CORUN_REDIS_URL")
+  if url and url ~= "" then
+    local port = tonumber(os.getenv("CORUN_REDIS_PORT"))
+                 or tonumber(url:match(":(%d+)/?%d*$"))
+    return url, port, function() end
+  end
+  local port, stop = helper.redis_server()
+  return ("redis://127.0.0.1:%d/0"):format(port), port, stop
+end
+
+-- A prefix for Redis keys unique to this run of a spec file (the shared
+-- server sees the plain and the ASan runs, and the examples).
+function helper.redis_prefix(what)
+  return ("spec:%s:%d:%d:"):format(what, os.time(), math.random(1 << 30))
+end
+
+-- All results of a call, as a table (so nil, "why" compares with same).
+function helper.both(...) return { n = select("#", ...), ... } end
+
+-- The results of an expected failure: nil, why.
+function helper.fail(why) return { n = 2, nil, why } end
+
+-- fn(...) must raise an error whose text contains 'text'.
+function helper.raises(text, fn, ...)
+  local e = helper.catch(fn, ...)
+  assert(e ~= nil, "did not raise (expected '" .. text .. "')")
+  assert(tostring(e):find(text, 1, true),
+         ("expected '%s' in the error, got: %s"):format(text, tostring(e)))
+  return e
+end
+
+-- The results ... must be nil, "CODE: message" (libuv's error name).
+function helper.fails(code, ...)
+  local r = helper.both(...)
+  assert(r.n == 2 and r[1] == nil, "expected nil, err")
+  assert(type(r[2]) == "string" and r[2]:find("^" .. code .. ": .+"),
+         ("expected %s: ..., got %s"):format(code, tostring(r[2])))
+end
+
 return helper

@@ -6,32 +6,15 @@ local corun = require "corun"
 local cb = require "corun.busted"
 local helper = require "helper"
 local catch = helper.catch
+local both, fail, raises, fails = helper.both, helper.fail, helper.raises, helper.fails
 local async = cb.async
 local process = corun.process
 
 local CORUN = os.getenv("CORUN_BIN") or "build/bin/corun"
 
--- All results of a call, as a table (so nil, "why" compares with same).
-local function both(...) return { n = select("#", ...), ... } end
-local function fail(why) return { n = 2, nil, why } end
 
--- fn(...) must raise an error whose text contains 'text'.
-local function raises(text, fn, ...)
-  local e = catch(fn, ...)
-  assert(e ~= nil, "did not raise (expected '" .. text .. "')")
-  assert(tostring(e):find(text, 1, true),
-         ("expected '%s' in the error, got: %s"):format(text, tostring(e)))
-  return e
-end
 
 -- The results must be nil and an error starting with 'code: '.
-local function fails(code, ...)
-  local r = both(...)
-  assert.equal(2, r.n)
-  assert.is_nil(r[1])
-  assert(type(r[2]) == "string" and r[2]:find("^" .. code .. ": .+"),
-         ("expected %s: ..., got %s"):format(code, tostring(r[2])))
-end
 
 -- Spawn, and make sure the child is gone at the end of the test (a child
 -- left running would keep the loop alive).

@@ -6,14 +6,12 @@ local corun = require "corun"
 local cb = require "corun.busted"
 local helper = require "helper"
 local catch = helper.catch
+local both, fail, fails = helper.both, helper.fail, helper.fails
 local async = cb.async
 local tcp = corun.tcp
 
 local CORUN = os.getenv("CORUN_BIN") or "build/bin/corun"
 
--- All results of a call, as a table (so nil, "why" compares with same).
-local function both(...) return { n = select("#", ...), ... } end
-local function fail(why) return { n = 2, nil, why } end
 
 -- fn(...) must raise an error whose text contains 'text'.
 local function raises(text, fn, ...)
@@ -24,13 +22,6 @@ local function raises(text, fn, ...)
 end
 
 -- The results must be nil and an error starting with 'code: '.
-local function fails(code, ...)
-  local r = both(...)
-  assert.equal(2, r.n)
-  assert.is_nil(r[1])
-  assert(type(r[2]) == "string" and r[2]:find("^" .. code .. ": .+"),
-         ("expected %s: ..., got %s"):format(code, tostring(r[2])))
-end
 
 -- A server on 127.0.0.1 (port 0) running handler(stream) per connection.
 local function serve(handler, opts)

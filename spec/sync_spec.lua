@@ -6,24 +6,14 @@ local corun = require "corun"
 local cb = require "corun.busted"
 local helper = require "helper"
 local catch = helper.catch
+local both, fail, raises = helper.both, helper.fail, helper.raises
 local async, async_virtual = cb.async, cb.async_virtual
 
--- All results of a call, as a table (so nil, "why" compares with same).
-local function both(...) return { n = select("#", ...), ... } end
-local function fail(why) return { n = 2, nil, why } end
 
 -- Append v to list (evaluating v before choosing the slot: a call in v
 -- may suspend while other tasks append).
 local function add(list, v) list[#list + 1] = v end
 
--- fn(...) must raise an error whose text contains 'text'.
-local function raises(text, fn, ...)
-  local e = catch(fn, ...)
-  assert(e ~= nil, "did not raise (expected '" .. text .. "')")
-  assert(tostring(e):find(text, 1, true),
-         ("expected '%s' in the error, got: %s"):format(text, tostring(e)))
-  return e
-end
 
 -- Join t, which must have been cancelled.
 local function join_cancelled(t)

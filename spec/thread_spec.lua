@@ -10,20 +10,10 @@ local corun = require "corun"
 local cb = require "corun.busted"
 local helper = require "helper"
 local catch = helper.catch
+local both, fail, raises = helper.both, helper.fail, helper.raises
 local async = cb.async
 
--- All results of a call, as a table (so nil, "why" compares with same).
-local function both(...) return { n = select("#", ...), ... } end
-local function fail(why) return { n = 2, nil, why } end
 
--- fn(...) must raise an error whose text contains 'text'.
-local function raises(text, fn, ...)
-  local e = catch(fn, ...)
-  assert(e ~= nil, "did not raise (expected '" .. text .. "')")
-  assert(tostring(e):find(text, 1, true),
-         ("expected '%s' in the error, got: %s"):format(text, tostring(e)))
-  return e
-end
 
 local function raises_cancelled(fn, ...)
   local e = catch(fn, ...)
