@@ -18,7 +18,11 @@ local CORUN = os.getenv("CORUN_BIN") or "build/bin/corun"
 -- time it ran; a runner still running after 'limit' s is killed and the
 -- status is "hung"; a runner killed by a signal gives "signal NAME".
 local function runner(code, limit)
-  local p = assert(corun.process.spawn(CORUN, { "-e", code },
+  -- Under ASan, freed memory is not quarantined in the children (so that
+  -- VmRSS tracks live memory); harmless otherwise.
+  local p = assert(corun.process.spawn("sh", { "-c",
+    'ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0" '
+    .. 'exec "$0" -e "$1"', CORUN, code },
     { stdin = "null", stdout = "pipe", stderr = "pipe" }))
   local out, err
   local t0 = corun.time()
