@@ -79,25 +79,28 @@ typedef struct cr_entry {
   CR_ENTRY_HEAD;
 } cr_entry;
 
-/* A task: kept small, since a sleeping task costs this plus a coroutine. */
+/* A task: kept small, since a sleeping task costs this plus a coroutine
+** (112 bytes: with its two uservalues, just inside a 208-byte chunk). */
 typedef struct cr_task {
   CR_ENTRY_HEAD;
   unsigned char status;       /* CR_PENDING, CR_DONE, ... */
   unsigned char outcome;      /* what the last wake-up brought (CR_OK, ...) */
-  unsigned char started;      /* the body has been entered */
-  unsigned char yielded;      /* the last yield came from a corun park */
-  unsigned char cancel_pending; /* Cancelled still to be delivered */
-  unsigned char retrieved;    /* its error was re-raised or reported */
-  unsigned char shielded;     /* parked where cancellation must wait */
+  unsigned char started : 1;  /* the body has been entered */
+  unsigned char yielded : 1;  /* the last yield came from a corun park */
+  unsigned char cancel_pending : 1;  /* Cancelled still to be delivered */
+  unsigned char retrieved : 1;  /* its error was re-raised or reported */
+  unsigned char shielded : 1;  /* parked where cancellation must wait */
+  int ncancel;                /* cancel requests not yet withdrawn */
   cr_list wnode;              /* in a primitive's wait list while parked */
   cr_wgroup *wg;              /* a cross-thread wait (channel, future) */
   cr_list joiners;            /* tasks parked in join on this one */
   lua_State *co;              /* the coroutine, owned via uservalue CR_TUV_CO */
   cr_loop *loop;
   int ref;                    /* anchor in the loop's task table, or LUA_NOREF */
-  int nargs;                  /* values pushed on co for the next resume */
-  int nres;                   /* number of results once done */
-  int ncancel;                /* cancel requests not yet withdrawn */
+  union {
+    int nargs;                /* alive: values pushed on co for the next resume */
+    int nres;                 /* finished: number of results */
+  };
   unsigned id;
   unsigned magic;             /* CR_TASK_MAGIC: a fast type check */
 } cr_task;
