@@ -8,11 +8,18 @@ separate child process reaped with os.wait4 (its ru_maxrss is the fallback
 peak RSS, see peak_rss). Each script prints one line such as
 `RESULT spawn rate=812345.6 seconds=0.246 n=200000 peak_kb=61234`.
 
+Server workloads (echo) compare with Node.js instead of the limit: their
+row has the columns corun, node, asyncio, and each run is
+`python3 NAME_driver.py IMPL`, which starts the server NAME_corun.lua,
+NAME_node.js or NAME_asyncio.py as its own process, runs the shared load
+generator against it and prints the RESULT line (peak_kb is the server's).
+
 Usage: python3 bench/run.py [--runs 3] [--only spawn,timers] [--scale 0.1]
                             [--impls corun,limit] [--check] [-v]
 Environment: CORUN (runner; default build/corun, else build/bin/corun),
-LUA (default lua5.4), PYTHON (default python3), BENCH_SCALE (multiplier
-for every N, default 1).
+LUA (default lua5.4), PYTHON (default python3), NODE (default node), CC
+(default cc; builds echo's client), BENCH_SCALE (multiplier for every N,
+default 1).
 
 To add a workload: write the three scripts and append a Workload to
 WORKLOADS below.
@@ -30,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "bench" / "workloads"
-IMPLS = ("corun", "limit", "asyncio")
+IMPLS = ("corun", "limit", "node", "asyncio")
 
 
 @dataclass
@@ -38,13 +45,23 @@ class Workload:
     """One benchmark row. metric is the RESULT field shown in the table;
     higher says whether bigger is better (rates) or smaller (times).
     per_task: also run an N=0 baseline (BENCH_SCALE=0) and report peak RSS
-    per task in KB. checks: Check targets, tested against the Row."""
+    per task in KB. checks: Check targets, tested against the Row.
+    baseline: the middle column, "limit" (NAME_limit.lua) or "node" (a
+    server workload run through NAME_driver.py, see the module doc).
+    details: (label, RESULT field, format) of corun's best run, printed
+    under the table (for corun-only rows such as channel and pool)."""
     name: str
     metric: str
     unit: str
     higher: bool = True
     per_task: bool = False
     checks: list = field(default_factory=list)
+    baseline: str = "limit"
+    details: list = field(default_factory=list)
+
+    @property
+    def impls(self):
+        return ("corun", self.baseline, "asyncio")
 
 
 @dataclass
@@ -68,6 +85,11 @@ class Check:
 def ratio_at_least(other, x):
     return Check(f"corun >= {x}x {other}", lambda row: row.ratio(other),
                  x, True, "{:.2f}x")
+
+
+def corun_at_least(what, key, bound, fmt):
+    return Check(f"corun {what} >= {fmt.format(bound)}",
+                 lambda row: row.corun_value(key), bound, True, fmt)
 
 
 def corun_at_most(what, key, bound, unit):
@@ -95,6 +117,35 @@ WORKLOADS = [
     Workload("lock", "rate", "acquisitions/s",
              checks=[ratio_at_least("limit", 1.5),
                      ratio_at_least("asyncio", 10.0)]),
+    Workload("echo", "rate", "round trips/s", baseline="node",
+             checks=[ratio_at_least("node", 1.0)]),
+    # Threads: corun only (no limit or asyncio scripts, so those show n/a).
+    Workload("channel", "rate", "messages/s",
+             checks=[corun_at_least("channel rate", "rate", 1e6,
+                                    "{:,.0f} messages/s")],
+             details=[("in-thread corun.queue, same items", "queue_rate",
+                       "{:,.0f} items/s"),
+                      ("channel/queue", "ratio", "{:.2f}x")]),
+    Workload("pool", "rate", "items/s",
+             checks=[corun_at_least("pool speed-up over one thread",
+                                    "speedup", 1.8, "{:.2f}x")],
+             details=[("workers", "workers", "{:.0f}"),
+                      ("pool:map time", "seconds", "{:.3f} s"),
+                      ("one thread", "serial_seconds", "{:.3f} s"),
+                      ("speed-up", "speedup", "{:.2f}x")]),
+    # Redis: corun only (no limit or asyncio scripts: n/a). The script
+    # starts its own redis-server and runs redis-benchmark on it too.
+    Workload("redis", "rate", "items/s",
+             details=[("consumers (tasks in one process)", "consumers",
+                       "{:.0f}"),
+                      ("redis-benchmark LPUSH, same server", "lpush",
+                       "{:,.0f} requests/s"),
+                      ("redis-benchmark LPOP, same server", "lpop",
+                       "{:,.0f} requests/s"),
+                      ("a bare list (one LPUSH + one LPOP per item)",
+                       "list_rate", "{:,.0f} items/s"),
+                      ("corun.redis.queue / bare list", "ratio",
+                       "{:.2f}x")]),
 ]
 
 
@@ -114,9 +165,22 @@ def find_runner():
     return None
 
 
-def command(impl, name):
+SERVER_SCRIPTS = {"corun": "{}_corun.lua", "node": "{}_node.js",
+                  "asyncio": "{}_asyncio.py"}
+
+
+def command(impl, name, baseline="limit"):
     """argv and extra environment for one implementation, or None if the
     script (or the corun runner) is missing."""
+    if baseline == "node":  # a server workload: its driver runs the server
+        driver = SCRIPTS / f"{name}_driver.py"
+        server = SCRIPTS / SERVER_SCRIPTS[impl].format(name)
+        if not driver.is_file() or not server.is_file():
+            return None
+        if impl == "corun" and find_runner() is None:
+            return None
+        python = os.environ.get("PYTHON") or "python3"
+        return [python, str(driver), impl], {}
     if impl == "corun":
         script = SCRIPTS / f"{name}_corun.lua"
         runner = find_runner()
@@ -227,7 +291,7 @@ class Cell:
 
 
 def measure(workload, impl, runs, scale, timeout, log):
-    cmd = command(impl, workload.name)
+    cmd = command(impl, workload.name, workload.baseline)
     if cmd is None:
         return Cell(note="n/a")
     argv, extra_env = cmd
@@ -302,15 +366,16 @@ def fmt_mb(kb):
     return "—" if kb is None else f"{kb / 1024:.1f} MB"
 
 
-def main_table(rows):
-    out = ["| workload | corun | limit | asyncio | corun/limit "
+def main_table(rows, baseline="limit"):
+    """The rows whose middle column is baseline ("limit" or "node")."""
+    out = [f"| workload | corun | {baseline} | asyncio | corun/{baseline} "
            "| corun/asyncio | peak RSS (corun) |",
            "|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         w, c = row.workload, row.cells
         out.append(f"| {w.name} ({w.unit}) | "
-                   + " | ".join(fmt_cell(c[i], w.higher) for i in IMPLS)
-                   + f" | {fmt_ratio(row.ratio('limit'))}"
+                   + " | ".join(fmt_cell(c[i], w.higher) for i in w.impls)
+                   + f" | {fmt_ratio(row.ratio(baseline))}"
                    + f" | {fmt_ratio(row.ratio('asyncio'))}"
                    + f" | {fmt_mb(c['corun'].rss_kb)} |")
     return out
@@ -323,7 +388,7 @@ def per_task_table(row):
            "| impl | extra (s) | total (s) | peak RSS | baseline (N=0) "
            "| KB per sleeping task |",
            "|---|---:|---:|---:|---:|---:|"]
-    for impl in IMPLS:
+    for impl in w.impls:
         c = row.cells[impl]
         f = c.fields or {}
         total = f.get("seconds")
@@ -346,13 +411,31 @@ def targets(rows):
     return out, missed
 
 
+def details(rows):
+    """Extra RESULT fields of corun's best run, for rows that list some."""
+    out = []
+    for row in rows:
+        fields = row.cells["corun"].fields or {}
+        for label, key, fmt in row.workload.details:
+            value = fields.get(key)
+            if isinstance(value, float):
+                out.append(f"- {row.workload.name}: {label}: "
+                           + fmt.format(value))
+    return (["", "Details (corun, best run):", ""] + out) if out else []
+
+
 def report(rows, scale, runs):
     lines = [f"corun benchmarks (best of {runs}; BENCH_SCALE={scale:g}; "
              "ratios > 1 mean corun is better)", ""]
-    lines += main_table(rows)
+    for baseline in ("limit", "node"):
+        group = [r for r in rows if r.workload.baseline == baseline]
+        if group:
+            lines += ([""] if len(lines) > 2 else []) + main_table(group,
+                                                                   baseline)
     for row in rows:
         if row.workload.per_task:
             lines += per_task_table(row)
+    lines += details(rows)
     check_lines, missed = targets(rows)
     lines += check_lines
     return "\n".join(lines), missed
@@ -365,7 +448,7 @@ def parse_args():
     p.add_argument("--runs", type=int, default=3, help="runs per cell (3)")
     p.add_argument("--only", help="comma-separated workload names")
     p.add_argument("--impls", default=",".join(IMPLS),
-                   help="comma-separated subset of corun,limit,asyncio")
+                   help="comma-separated subset of corun,limit,node,asyncio")
     p.add_argument("--scale", type=float,
                    default=float(os.environ.get("BENCH_SCALE") or 1),
                    help="multiplier for every N (env BENCH_SCALE)")
@@ -396,7 +479,7 @@ def main():
     rows, failed = [], False
     for w in chosen:
         cells = {}
-        for impl in IMPLS:
+        for impl in w.impls:
             if impl in impls:
                 print(f"running {w.name} on {impl}...", file=sys.stderr,
                       flush=True)

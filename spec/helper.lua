@@ -115,8 +115,10 @@ function helper.free_port()
   return corun.run(pick)
 end
 
+-- Run a shell command, return its output. Without LD_PRELOAD: the ASan
+-- stage preloads libasan, which redis-server and redis-cli do not need.
 local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1"))
+  local f = assert(io.popen("unset LD_PRELOAD; " .. cmd .. " 2>&1"))
   local out = f:read("a")
   f:close()
   return out

@@ -13,6 +13,7 @@
 */
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
@@ -225,9 +226,18 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
   }
 }
 
+/* AUTH / SELECT failed: say so on stderr and drop the connection, so
+** that nothing more runs as the wrong user or in the wrong db (calls then
+** return nil, "connection lost"). */
 static void on_setup(redisAsyncContext *ac, void *reply, void *privdata) {
-  (void)ac; (void)reply; (void)privdata;  /* AUTH / SELECT: errors show
-                                             in the commands that follow */
+  redisReply *r = (redisReply *)reply;
+  (void)privdata;
+  if (r != NULL && r->type == REDIS_REPLY_ERROR && ac->data != NULL) {
+    cr_redis *c = (cr_redis *)ac->data;
+    fprintf(stderr, "corun: redis: connection setup failed: %s\n", r->str);
+    if (c->ac == ac) c->ac = NULL;
+    redisAsyncDisconnect(ac);
+  }
 }
 
 /* Connect if not connected: 0, or -1 with the error message pushed. */
@@ -295,6 +305,7 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
   rreq *q = (rreq *)ctx;
   cr_task *me = cr_loop_get(L)->current;
   int n, base = q->base, islost = q->lost, results = q->results;
+  int count = q->n;
   (void)status;
   if (me->outcome != CR_OK) {  /* timed out or cancelled: it frees q */
     q->task = NULL;
@@ -308,6 +319,8 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
   if (islost) return lost(L);
   if (results != 0) {
     lua_settop(L, results);
+    lua_pushinteger(L, count);  /* nil replies leave holes: use .n */
+    lua_setfield(L, results, "n");
     return 1;
   }
   return n;

@@ -366,10 +366,14 @@ static int stream_close(lua_State *L) {
   return 1;
 }
 
-/* s:_unref(): this stream alone does not keep the loop alive. */
-static int stream_unref(lua_State *L) {
+/* s:_ref(on): whether this stream keeps the loop alive (the process pool
+** references a worker's pipe only while a job is in flight). */
+static int stream_ref(lua_State *L) {
   cr_stream *s = checkstream(L);
-  if (s->h != NULL) uv_unref((uv_handle_t *)s->h);
+  if (s->h != NULL) {
+    if (lua_toboolean(L, 2)) uv_ref((uv_handle_t *)s->h);
+    else uv_unref((uv_handle_t *)s->h);
+  }
   return 0;
 }
 
@@ -684,7 +688,7 @@ void cr_stream_open_lib(lua_State *L) {
   };
   static const luaL_Reg methods[] = {
     {"read", stream_read}, {"write", stream_write}, {"close", stream_close},
-    {"_unref", stream_unref}, {NULL, NULL}
+    {"_ref", stream_ref}, {NULL, NULL}
   };
   static const luaL_Reg svmeta[] = {
     {"__index", server_index}, {"__gc", server_gc}, {NULL, NULL}

@@ -73,8 +73,8 @@ local function start(pool)
     { stdin = "pipe", stdout = "pipe", stderr = "inherit",
       keepalive = false })  -- an idle pool does not keep the runner alive
   if not p then error("process.pool: cannot start a worker: " .. err, 0) end
-  p.stdin:_unref()   -- an idle worker keeps nothing alive: only a job
-  p.stdout:_unref()  -- in flight does (see ask)
+  p.stdin:_ref(false)   -- an idle worker keeps nothing alive: only a job
+  p.stdout:_ref(false)  -- in flight does (see ask)
   return p
 end
 
@@ -83,12 +83,14 @@ end
 -- never sent).
 local function ask(p, frame)
   if not p.stdin:write(string.pack(">s4", frame)) then return false end
-  p:_ref(true)
+  p:_ref(true)          -- until the answer, or the end of its pipe
+  p.stdout:_ref(true)   -- (the child's exit may be seen before that)
   local ok, answer = pcall(function()
     local header = p.stdout:read(4)
     if header == nil or #header < 4 then return nil end
     return p.stdout:read((string.unpack(">I4", header)))
   end)
+  p.stdout:_ref(false)
   p:_ref(false)
   if not ok then error(answer, 0) end
   return answer

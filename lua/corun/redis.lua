@@ -209,7 +209,6 @@ function Queue:get(timeout)
         p:call("XADD", self.name .. ":dead", "*", "id", entry[1],
                "why", tostring(why))
         p:call("XACK", self.name, self.group, entry[1])
-        p:call("INCR", self.name .. ":done")
       end)
       return nil, ("malformed entry %s: %s"):format(entry[1], tostring(why))
     end
@@ -223,14 +222,20 @@ function Queue:get(timeout)
   end
 end
 
+-- Acknowledge an entry and count it done, only if this ack is the first
+-- (an item re-delivered elsewhere may be acknowledged twice).
+local ACK = [[
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  return redis.call('INCR', KEYS[2])
+end
+return 0]]
+
 -- q:task_done(): acknowledge the oldest item this consumer got.
 function Queue:task_done()
   local id = table.remove(self.held, 1)
   if id == nil then error("task_done: called more times than items got", 2) end
-  check(self.r:pipeline(function(p)
-    p:call("XACK", self.name, self.group, id)
-    p:call("INCR", self.name .. ":done")
-  end), "connection lost", "task_done")
+  check(self.r:call("EVAL", ACK, 2, self.name, self.name .. ":done",
+                    self.group, id), nil, "task_done")
 end
 
 -- q:join([timeout]): until every item put so far has been acknowledged.
