@@ -16,6 +16,7 @@
 */
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -40,6 +41,8 @@ typedef struct cr_future {
   cr_msg *value;              /* owned: results, or the error, once done */
   cr_list waiters;            /* cr_case */
   uv_cond_t cond;             /* plain threads waiting for it */
+  char *error;                /* owned: the error text, once failed */
+  _Atomic int retrieved;      /* its error was raised to someone */
 } cr_future;
 
 /* {=================================================================
@@ -48,6 +51,12 @@ typedef struct cr_future {
 
 static void future_destroy(cr_shared *s) {
   cr_future *f = (cr_future *)s;
+  if (f->error != NULL && !atomic_load(&f->retrieved)) {
+    fprintf(stderr, "corun: a thread or job failed and nobody waited for "
+                    "it: %s\n", f->error);
+    fflush(stderr);
+  }
+  free(f->error);
   if (f->value != NULL) cr_msg_free(f->value);
   uv_cond_destroy(&f->cond);
   uv_mutex_destroy(&f->mu);
@@ -133,10 +142,15 @@ static void future_resolve(lua_State *L, cr_future *f, int n) {
 ** string (its traceback is part of it). */
 static void future_fail(lua_State *L, cr_future *f) {
   cr_msg *m;
+  size_t n;
+  const char *text;
   if (lua_type(L, -1) != LUA_TSTRING) {
     luaL_tolstring(L, -1, NULL);
     lua_remove(L, -2);
   }
+  text = lua_tolstring(L, -1, &n);
+  if (f->error == NULL && (f->error = (char *)malloc(n + 1)) != NULL)
+    memcpy(f->error, text, n + 1);  /* for the report if nobody waits */
   m = encode_safe(L, 1, "error", 0);
   if (m == NULL) lua_pop(L, 1);
   future_set(f, FUT_FAILED, m);
@@ -162,6 +176,7 @@ static int pushresult(lua_State *L, cr_future *f) {
   }
   if (f->value != NULL) n = cr_codec_decode(L, f->value, 0);
   if (f->state == FUT_FAILED) {
+    atomic_store(&f->retrieved, 1);
     if (n == 0) lua_pushliteral(L, "the job failed");
     return lua_error(L);
   }
