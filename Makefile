@@ -3,15 +3,21 @@
 #   make test    install what is missing, build (plain and ASan+UBSan), run
 #                every test; ends with "N passed, M failed"
 #   make bench   the benchmark table (bench/README.md)
-#   make install install corun into /usr/local (module, Lua files, runner)
+#   make install install corun (module, Lua files, runner) into PREFIX
+#                (default /usr/local): make install PREFIX=$$HOME/.local
+#   make build   build only (installs nothing; `make deps` installs the
+#                Debian packages that run and test need)
 
 DEBS := cmake make gcc pkg-config git lua5.4 liblua5.4-dev libuv1-dev \
         lua-busted luarocks valgrind python3 clang libclang-rt-14-dev \
         libhiredis-dev redis-server
 BUILD ?= build
 JOBS ?= 2
+PREFIX ?= /usr/local
+# Configure quietly, but show warnings and errors.
+CMAKE_CONFIGURE = cmake --log-level=WARNING -S .
 
-.PHONY: all deps build build-asan run test bench install clean
+.PHONY: all deps build build-asan build-noredis run test bench install clean
 
 all: build
 
@@ -26,25 +32,33 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+build:
+	@$(CMAKE_CONFIGURE) -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	@cmake --build $(BUILD) -j$(JOBS)
 
-build-asan: deps
-	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCORUN_SANITIZE=ON >/dev/null
+build-asan:
+	@$(CMAKE_CONFIGURE) -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCORUN_SANITIZE=ON
 	@cmake --build build-asan -j$(JOBS)
 
-run: build
+# corun without the Redis client (what a machine without hiredis builds).
+build-noredis:
+	@$(CMAKE_CONFIGURE) -B build-noredis -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORUN_REDIS=OFF
+	@cmake --build build-noredis -j$(JOBS)
+
+run: deps
+	@$(MAKE) --no-print-directory build
 	$(BUILD)/bin/corun examples/bread.lua
 
-test: build build-asan
+test: deps
+	@$(MAKE) --no-print-directory build build-asan build-noredis
 	@bash test/run.sh
 
-bench: build
+bench: deps
+	@$(MAKE) --no-print-directory build
 	python3 bench/run.py
 
 install: build
-	cmake --install $(BUILD)
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz build.luarocks

@@ -31,12 +31,14 @@ static const char *usage =
 
 /* Directory of this executable, for finding the installed Lua files. */
 static int exedir(char *buf, size_t size) {
-  ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+  ssize_t n;
   char *slash;
-  if (n <= 0) return 0;
+  buf[0] = '\0';  /* callers read it even when this fails */
+  n = readlink("/proc/self/exe", buf, size - 1);
+  if (n <= 0) { buf[0] = '\0'; return 0; }
   buf[n] = '\0';
   slash = strrchr(buf, '/');
-  if (slash == NULL) return 0;
+  if (slash == NULL) { buf[0] = '\0'; return 0; }
   *slash = '\0';
   return 1;
 }

@@ -41,42 +41,12 @@ export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/spec/?.lua;;"
 export LUA_CPATH="$ROOT/build/?.so;;"
 export CORUN_BIN="$ROOT/build/bin/corun"
 
-# A Redis server for the specs and examples that need one (corun.redis):
-# on a free loopback port (bound with port 0 and released), persistence
-# off, stopped on exit whatever happens. Specs and examples read
-# CORUN_REDIS_URL; without it they start a throwaway server of their own.
-REDIS_PID=
-stop_redis() {
-  if [ -n "$REDIS_PID" ]; then
-    kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
-    REDIS_PID=
-  fi
-}
-trap stop_redis EXIT
+# A Redis server for the specs and examples that need one.
+source test/redis.sh
+trap redis_stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-for _ in 1 2 3; do
-  CORUN_REDIS_PORT=$(build/bin/corun -e 'local corun = require "corun"
-    local s = assert(corun.tcp.listen("127.0.0.1", 0, function() end))
-    print(s.port); s:close()') || break
-  redis-server --port "$CORUN_REDIS_PORT" --bind 127.0.0.1 --save '' \
-    --appendonly no --daemonize no >/dev/null 2>&1 &
-  REDIS_PID=$!
-  for _ in $(seq 100); do
-    redis-cli -p "$CORUN_REDIS_PORT" ping >/dev/null 2>&1 && break 2
-    kill -0 "$REDIS_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  stop_redis
-done
-if [ -n "$REDIS_PID" ]; then
-  export CORUN_REDIS_PORT
-  export CORUN_REDIS_URL="redis://127.0.0.1:$CORUN_REDIS_PORT/0"
-  echo "redis-server on 127.0.0.1:$CORUN_REDIS_PORT (pid $REDIS_PID)"
-else
-  echo "could not start redis-server: the Redis specs and examples start their own"
-  unset CORUN_REDIS_PORT
-fi
+redis_start build/bin/corun || true
 
 stage "specs"
 busted_stage "specs" lua5.4 /usr/bin/busted
@@ -94,12 +64,43 @@ done
 stage "rock: luarocks make, pack and install (offline)"
 if bash test/rock.sh; then ok "rock"; else bad "rock"; fi
 
-stage "specs under AddressSanitizer + UndefinedBehaviorSanitizer"
+stage "specs under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer"
+# Leak checking is on: the spec process and every corun child it starts
+# fail on a leak.
 LUA_CPATH="$ROOT/build-asan/?.so;;" CORUN_BIN="$ROOT/build-asan/bin/corun" \
 LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   busted_stage "specs (asan)" lua5.4 /usr/bin/busted --cpath="build-asan/?.so"
+
+stage "examples under AddressSanitizer + LeakSanitizer (the runner)"
+for exp in examples/*.expected; do
+  name=$(basename "$exp" .expected)
+  out=$(mktemp)
+  if ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+     timeout 300 build-asan/bin/corun "examples/$name.lua" >"$out" 2>"$out.err" &&
+     diff -u "$exp" "$out" >"$out.diff"; then ok "example $name (asan)"
+  else cat "$out.diff" "$out.err"; bad "example $name (asan)"; fi
+  rm -f "$out" "$out.err" "$out.diff"
+done
+
+stage "built without Redis (-DCORUN_REDIS=OFF)"
+# What a machine without hiredis builds: everything but corun.redis works,
+# and corun.redis says why it is missing.
+got=$(LUA_CPATH="$ROOT/build-noredis/?.so;;" lua5.4 -e '
+  local corun = require "corun"
+  local ok, err = pcall(function() return corun.redis end)
+  print(ok, err)' 2>&1)
+case "$got" in
+  "false	corun was built without Redis"*) ok "no-redis: corun.redis explains" ;;
+  *) echo "$got"; bad "no-redis: corun.redis explains" ;;
+esac
+if ldd build-noredis/corun/core.so | grep -q hiredis; then
+  bad "no-redis: core.so does not link hiredis"
+else ok "no-redis: core.so does not link hiredis"; fi
+LUA_CPATH="$ROOT/build-noredis/?.so;;" CORUN_BIN="$ROOT/build-noredis/bin/corun" \
+  busted_stage "specs (no redis)" lua5.4 /usr/bin/busted \
+    --cpath="build-noredis/?.so" --exclude-pattern=redis
 
 stage "thread and channel specs under ThreadSanitizer"
 # build-tsan is a Debug build with -fsanitize=thread. lua5.4 leaves Lua
@@ -136,14 +137,15 @@ else tail -40 "$fuzzdir.log"; bad "fuzz codec"; fi
 rm -rf "$fuzzdir" "$fuzzdir.log"
 
 stage "valgrind: the runner on the examples"
+vglog=$(mktemp)
 for ex in examples/*.lua; do
   if timeout 300 valgrind -q --leak-check=full \
        --show-leak-kinds=definite,indirect \
        --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
-       build/bin/corun "$ex" >/dev/null 2>"$ex.vg"; then ok "valgrind $ex"
-  else cat "$ex.vg"; bad "valgrind $ex"; fi
-  rm -f "$ex.vg"
+       build/bin/corun "$ex" >/dev/null 2>"$vglog"; then ok "valgrind $ex"
+  else cat "$vglog"; bad "valgrind $ex"; fi
 done
+rm -f "$vglog"
 
 echo
 for f in "${FAILED[@]}"; do echo "failed: $f"; done

@@ -334,7 +334,15 @@ function corun.tcp.listen(host, port, handler, opts)
     return handler(stream)
   end, opts)
 end
-corun.redis = require "corun.redis"
+-- corun.redis loads on first use: corun may be built without hiredis, and
+-- then only code that uses Redis hears about it.
+setmetatable(corun, {__index = function(t, k)
+  if k == "redis" then
+    local m = require "corun.redis"
+    rawset(t, k, m)
+    return m
+  end
+end})
 
 --[[ processes ]]
 

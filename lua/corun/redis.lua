@@ -20,6 +20,10 @@
 --]]
 
 local core = require "corun.core"
+if not core.redis_client then
+  error("corun was built without Redis (hiredis not found at build time, "
+        .. "or -DCORUN_REDIS=OFF): corun.redis is not available", 2)
+end
 
 local M = {}
 
