@@ -379,4 +379,10 @@ end
 
 corun.fs = core.fs
 corun.signal = core.signal
+
+--[[ limiters, rates, broadcast and watch (composed in their own files) ]]
+
+local limits, broadcast = require "corun.limits", require "corun.broadcast"
+corun.limiter, corun.rate = limits.limiter, limits.rate
+corun.broadcast, corun.watch = broadcast.broadcast, broadcast.watch
 return corun
