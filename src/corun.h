@@ -90,6 +90,8 @@ typedef struct cr_task {
   unsigned char cancel_pending : 1;  /* Cancelled still to be delivered */
   unsigned char retrieved : 1;  /* its error was re-raised or reported */
   unsigned char shielded : 1;  /* parked where cancellation must wait */
+  unsigned char ushield : 1;  /* inside corun.shield: task cancels wait */
+  unsigned char scope_cancel : 1;  /* a scope inside the shield expired */
   int ncancel;                /* cancel requests not yet withdrawn */
   cr_list wnode;              /* in a primitive's wait list while parked */
   cr_wgroup *wg;              /* a cross-thread wait (channel, future) */
@@ -289,6 +291,7 @@ cr_task *cr_task_enter(lua_State *L, cr_loop *lp, const char *fname);
 int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
                  lua_KContext ctx, lua_KFunction k);
 void cr_task_wake(cr_task *t, int outcome);
+int cr_task_cancelnow(cr_task *t);
 void cr_task_checkcancel(lua_State *L, cr_task *t);
 int cr_task_outcome(lua_State *L, cr_task *t);
 void cr_task_dispatch(lua_State *L, cr_loop *lp, cr_task *t);

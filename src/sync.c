@@ -399,7 +399,7 @@ static int cond_done(lua_State *L, cr_cond *c, cr_task *me, cr_lock *k,
                      lua_KContext ctx) {
   k->depth = CTX_DEPTH(ctx);
   me->shielded = 0;
-  if (CTX_CANCELLED(ctx) || me->cancel_pending) {
+  if (CTX_CANCELLED(ctx) || cr_task_cancelnow(me)) {
     /* notified, but the wait raises: pass the notification on */
     if (CTX_OUTCOME(ctx) == CR_OK && !cr_list_empty(&c->waiters))
       cr_task_wake(first(&c->waiters), CR_OK);
@@ -434,7 +434,7 @@ static int cond_wait(lua_State *L) {
   cr_task *me = cr_task_enter(L, c->loop, "wait");
   cr_lock *k = condlock(L, c, "wait");
   lua_Integer depth = k->depth;
-  if (me->cancel_pending) {
+  if (cr_task_cancelnow(me)) {
     me->outcome = CR_CANCELLED;
     cr_task_outcome(L, me);  /* raises, the lock still held */
   }

@@ -49,8 +49,10 @@ int cr_pushcancelled(lua_State *L, int msgidx) {
 static int auxfield(lua_State *L, cr_task *t, int tidx, const char *k);
 static void auxtable(lua_State *L, cr_task *t, int tidx);
 
+/* Raise the Cancelled error of 't'. A scope expiring inside a shield is
+** delivered through the shield and leaves the task's own pending
+** cancellation for the shield's end. */
 static int raisecancelled(lua_State *L, cr_task *t) {
-  t->cancel_pending = 0;
   pushtask(L, t);
   auxfield(L, t, lua_gettop(L), "msg");
   cr_pushcancelled(L, -1);
@@ -139,9 +141,21 @@ cr_task *cr_task_enter(lua_State *L, cr_loop *lp, const char *fname) {
 /* Park the running task on 'waitlist' (may be NULL) with an optional
 ** deadline (timeout < 0: none), then yield to the loop. Use as
 ** 'return cr_task_park(...)'. A pending cancellation is raised instead. */
+/* Is a cancellation to be raised at the next suspension? */
+int cr_task_cancelnow(cr_task *t) {
+  return !t->shielded && (t->scope_cancel || (t->cancel_pending && !t->ushield));
+}
+
+/* Raise the cancellation cr_task_cancelnow found, consuming it. */
+static int raisepending(lua_State *L, cr_task *t) {
+  if (t->scope_cancel) t->scope_cancel = 0;
+  else t->cancel_pending = 0;
+  return raisecancelled(L, t);
+}
+
 int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
                  lua_KContext ctx, lua_KFunction k) {
-  if (t->cancel_pending && !t->shielded) return raisecancelled(L, t);
+  if (cr_task_cancelnow(t)) return raisepending(L, t);
   t->outcome = CR_OK;
   if (timeout >= 0 && cr_loop_arm(t->loop, &t->timer, timeout) != 0)
     return luaL_error(L, "not enough memory");
@@ -152,7 +166,7 @@ int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
 
 /* Raise a pending cancellation now (before linking anything). */
 void cr_task_checkcancel(lua_State *L, cr_task *t) {
-  if (t->cancel_pending && !t->shielded) raisecancelled(L, t);
+  if (cr_task_cancelnow(t)) raisepending(L, t);
 }
 
 void cr_task_wake(cr_task *t, int outcome) {
@@ -175,6 +189,7 @@ void cr_task_timer(cr_loop *lp, cr_task *t) {
 int cr_task_outcome(lua_State *L, cr_task *t) {
   if (t->outcome == CR_CANCELLED) {
     t->outcome = CR_OK;
+    if (!t->ushield) t->cancel_pending = 0;
     return raisecancelled(L, t);
   }
   return t->outcome;
@@ -196,7 +211,7 @@ int cr_task_cancel(lua_State *L, cr_task *t, int msgidx) {
     lua_setfield(L, -2, "msg");
     lua_pop(L, 2);
   }
-  if (parked(t) && !t->shielded && t->loop->current != t &&
+  if (parked(t) && !t->shielded && !t->ushield && t->loop->current != t &&
       (t->wg == NULL || cr_wait_detach(t)))
     cr_task_wake(t, CR_CANCELLED);
   else  /* running, ready, or a peer's completion is already posted */
@@ -676,7 +691,7 @@ static int task_spawn(lua_State *L) {
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *t = cr_loop_get(L)->current;
   (void)status; (void)ctx;
-  if (t->cancel_pending) return raisecancelled(L, t);
+  if (cr_task_cancelnow(t)) return raisepending(L, t);
   cr_task_outcome(L, t);
   return 0;
 }
@@ -688,7 +703,7 @@ static int task_sleep(lua_State *L) {
   luaL_argcheck(L, sec >= 0 && !isnan(sec), 1, "must be a number >= 0");
   t = cr_task_enter(L, lp, "sleep");
   if (sec > 0) return cr_task_park(L, t, NULL, sec, 0, sleep_k);
-  if (t->cancel_pending) return raisecancelled(L, t);
+  if (cr_task_cancelnow(t)) return raisepending(L, t);
   cr_loop_ready(lp, (cr_entry *)t);
   return cr_task_park(L, t, NULL, -1, 0, sleep_k);
 }
@@ -705,7 +720,7 @@ static int task_current(lua_State *L) {
 static int join_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = cr_loop_get(L)->current;
   (void)status; (void)ctx;
-  if (me->cancel_pending) return raisecancelled(L, me);
+  if (cr_task_cancelnow(me)) return raisepending(L, me);
   if (cr_task_outcome(L, me) == CR_TIMEOUT) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
@@ -757,9 +772,47 @@ static int task_cancel(lua_State *L) {
 ** when the request was its own); returns how many remain. */
 static int task_uncancel(lua_State *L) {
   cr_task *t = checktask(L, 1);
+  t->scope_cancel = 0;  /* the scope that asked has ended */
   if (t->ncancel > 0 && --t->ncancel == 0) t->cancel_pending = 0;
   lua_pushinteger(L, t->ncancel);
   return 1;
+}
+
+/* core.shield(task, on, [raise]): enter (true) or leave (false)
+** corun.shield. While shielded, cancel requests wait; leaving raises one
+** that came meanwhile when the task is the running one and 'raise' is not
+** false (else its next suspension does). */
+static int task_shield(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  t->ushield = lua_toboolean(L, 2);
+  if (!t->ushield && t->cancel_pending && t->loop->current == t &&
+      (lua_isnoneornil(L, 3) || lua_toboolean(L, 3)))
+    return raisepending(L, t);
+  return 0;
+}
+
+/* core.scope_cancel(task, mode): the cancel request of a scope (corun.timeout,
+** move_on_after). mode "count": one more request (withdrawn with uncancel)
+** whose delivery waits for a shield opened inside the scope to end;
+** "deliver": deliver such a request now; "both" (the default): count and
+** deliver. Delivery goes through a shield opened outside the scope and
+** leaves the task's own pending cancellation for the shield's end. */
+static int task_scope_cancel(lua_State *L) {
+  static const char *const modes[] = {"both", "count", "deliver", NULL};
+  cr_task *t = checktask(L, 1);
+  int mode = luaL_checkoption(L, 2, "both", modes);
+  if (t->status != CR_PENDING) return 0;
+  if (mode != 2) t->ncancel++;
+  if (mode == 1) return 0;
+  if (parked(t) && !t->shielded && t->loop->current != t &&
+      (t->wg == NULL || cr_wait_detach(t))) {
+    unsigned keep = t->cancel_pending;
+    cr_task_wake(t, CR_CANCELLED);
+    t->cancel_pending = keep;
+  }
+  else
+    t->scope_cancel = 1;
+  return 0;
 }
 
 /* Add a done callback (function or queue, at 2) to task 1. */
@@ -906,6 +959,8 @@ void cr_task_open_lib(lua_State *L) {
     {"tasks", task_tasks},
     {"dump_string", task_dump_string},
     {"uncancel", task_uncancel},
+    {"shield", task_shield},
+    {"scope_cancel", task_scope_cancel},
     {"is_cancelled", task_is_cancelled},
     {"is_timeout", task_is_timeout},
     {"is_task", task_is_task},

@@ -180,27 +180,11 @@ function corun.as_completed(tasks, timeout)
   end
 end
 
--- timeout(sec, fn, ...): fn runs in the current task with a deadline.
-function corun.timeout(sec, fn, ...)
-  if type(sec) ~= "number" or sec ~= sec or sec < 0 then
-    argerror("timeout", 1, "seconds must be a number >= 0")
-  end
-  if not callable(fn) then argerror("timeout", 2, "function expected") end
-  local me = current()
-  if me == nil then error("timeout: must be called from inside a task", 2) end
-  local fired = false
-  local h = core.call_later(sec, function()
-    fired = true
-    me:cancel()
-  end)
-  local res = pack(pcall(fn, ...))
-  h:cancel()
-  if fired and core.uncancel(me) == 0 and not res[1] and is_cancelled(res[2]) then
-    error(core.timeout_error(sec), 2)
-  end
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2, res.n)
-end
+-- timeout, move_on_after, move_on_at, deadline, shield: lua/corun/scope.lua
+local scope = require "corun.scope"
+corun.timeout, corun.move_on_after, corun.move_on_at = scope.timeout,
+  scope.move_on_after, scope.move_on_at
+corun.deadline, corun.shield = scope.deadline, scope.shield
 
 --[[ group: structured concurrency ]]
 
