@@ -288,6 +288,12 @@ static int sem_value(lua_State *L) {
   return 1;
 }
 
+/* Would acquire() wait? (With hand-off, value > 0 means nobody waits.) */
+static int sem_locked(lua_State *L) {
+  lua_pushboolean(L, checksem(L, 1)->value == 0);
+  return 1;
+}
+
 static int sem_tostring(lua_State *L) {
   cr_sem *s = checksem(L, 1);
   lua_pushfstring(L, "corun.%ssemaphore (value %d): %p",
@@ -774,7 +780,8 @@ void cr_sync_open_lib(lua_State *L) {
   };
   static const luaL_Reg semm[] = {
     {"acquire", sem_acquire}, {"release", sem_release},
-    {"value", sem_value}, {"hold", sem_hold}, {NULL, NULL}
+    {"value", sem_value}, {"locked", sem_locked}, {"hold", sem_hold},
+    {NULL, NULL}
   };
   static const luaL_Reg eventmeta[] = {
     {"__tostring", event_tostring}, {NULL, NULL}

@@ -292,3 +292,34 @@ describe("regress 016: barrier stress", function()
     end)
   end
 end)
+
+describe("regress 016: semaphore:locked(), queue maxsize", function()
+  after_each(helper.check)
+
+  it("semaphore:locked() is true when acquire would wait", async(function()
+    local s = corun.semaphore(1)
+    assert.is_false(s:locked())
+    s:acquire()
+    assert.is_true(s:locked())
+    local t = corun.spawn(function() return s:acquire() end)
+    corun.sleep(0)
+    s:release()            -- handed to t: still locked
+    assert.is_true(s:locked())
+    assert.is_true(t:join())
+    assert.is_true(corun.semaphore(0):locked())
+    assert.is_false(corun.bounded_semaphore(2):locked())
+  end))
+
+  it("queue(1.3) says maxsize must be an integer", function()
+    for _, name in ipairs { "queue", "lifo_queue", "priority_queue" } do
+      local e = tostring(catch(corun[name], 1.3))
+      assert.equal("bad argument #1 to '" .. name
+                   .. "' (maxsize must be an integer)",
+                   (e:gsub("^[^:]*:%d+: ", "")))
+      assert.truthy(tostring(catch(corun[name], "x")):find("integer expected",
+                                                          1, true))
+    end
+    assert.equal(3, corun.queue(3.0):maxsize())
+    assert.equal(0, corun.queue():maxsize())
+  end)
+end)
