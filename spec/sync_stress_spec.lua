@@ -458,10 +458,14 @@ end)
 --[[ barrier ]]
 
 -- Workers pass a barrier of n round after round with random timeouts and
--- cancellations; a monitor resets it whenever it is broken. The arrival
--- epoch (bumped by the releaser and by each reset) tags every success: in
--- each epoch the indices returned are a permutation of 0..n-1, or there are
--- none (that round was broken).
+-- cancellations; a monitor resets it whenever it is broken. The epoch
+-- (bumped by the releaser and by each reset) tags every success: in each
+-- epoch the indices returned are a permutation of 0..n-1, or there are none
+-- (that round was broken). An arrival while the barrier drains joins a
+-- later round, so a success is tagged when wait returns: the releaser goes
+-- on at once and bumps the epoch, the tasks it released resume after it
+-- (and no reset can come between: the barrier is not broken while it
+-- drains).
 local function barrier_stress(seed, n, ntasks, rounds)
   local rnd = helper.lcg(seed)
   local b
@@ -474,7 +478,6 @@ local function barrier_stress(seed, n, ntasks, rounds)
     local me = corun.current()
     for _ = 1, rounds do
       corun.sleep((rnd(8) - 1) * 0.125)
-      local ep = epoch
       local T = rnd(3) == 1 and rnd(4) * 0.125 or nil
       waiting[#waiting + 1] = me
       local k, why
@@ -488,6 +491,7 @@ local function barrier_stress(seed, n, ntasks, rounds)
       end
       if k then
         assert(math.type(k) == "integer" and k >= 0 and k < n, tostring(k))
+        local ep = k == n - 1 and epoch or epoch - 1
         gens[ep] = gens[ep] or {}
         gens[ep][#gens[ep] + 1] = k
         if k == n - 1 then epoch = epoch + 1 end

@@ -488,8 +488,18 @@ static cr_queue *pushqueue(lua_State *L, int kind, lua_Integer maxsize,
   return q;
 }
 
+/* maxsize stays an integer (asyncio also takes a float such as 1.3). */
 static int newqueue(lua_State *L, int kind, const char *fname) {
-  lua_Integer maxsize = luaL_optinteger(L, 1, 0);
+  lua_Integer maxsize = 0;
+  if (!lua_isnoneornil(L, 1)) {
+    int isnum;
+    maxsize = lua_tointegerx(L, 1, &isnum);
+    if (!isnum)
+      return luaL_error(L, "bad argument #1 to '%s' (%s)", fname,
+                        lua_type(L, 1) == LUA_TNUMBER
+                          ? "maxsize must be an integer"
+                          : "integer expected");
+  }
   if (maxsize < 0)
     return luaL_error(L, "bad argument #1 to '%s' (maxsize must be >= 0)",
                       fname);

@@ -11,8 +11,9 @@
 ** Cancellation: a task handed a lock or a permit keeps it (it gets
 ** Cancelled at its next suspension). A condition wait re-acquires its lock
 ** before returning, also when cancelled; a notification that reaches a
-** task being cancelled is passed on to the next waiter. A barrier wait that
-** times out or is cancelled breaks the barrier for the others.
+** task being cancelled is passed on to the next waiter. A barrier follows
+** asyncio's states (see its section); a barrier wait that times out breaks
+** it for the others, as threading.Barrier's does.
 */
 
 #include <string.h>
@@ -65,10 +66,12 @@ typedef struct cr_cond {
 
 typedef struct cr_barrier {
   cr_loop *loop;
-  cr_list waiters;
+  cr_list waiters;              /* counted arrivals of the filling round */
+  cr_list blocked;              /* arrivals held while draining/resetting */
   lua_Integer parties;
-  lua_Integer count;            /* arrived in this round */
-  int broken;
+  lua_Integer count;            /* tasks inside wait (asyncio's _count) */
+  unsigned cycle;               /* bumped by each trip, reset and break */
+  int state;                    /* BAR_FILLING, ... */
   unsigned magic;
 } cr_barrier;
 
@@ -282,6 +285,12 @@ static int sem_release(lua_State *L) {
 
 static int sem_value(lua_State *L) {
   lua_pushinteger(L, checksem(L, 1)->value);
+  return 1;
+}
+
+/* Would acquire() wait? (With hand-off, value > 0 means nobody waits.) */
+static int sem_locked(lua_State *L) {
+  lua_pushboolean(L, checksem(L, 1)->value == 0);
   return 1;
 }
 
@@ -531,63 +540,168 @@ static int sync_condition(lua_State *L) {
 
 /* {=================================================================
 ** barrier
+** The states and transitions of asyncio's Barrier (Lib/asyncio/locks.py):
+** - filling: arrivals are counted and park on 'waiters'; the arrival that
+**   makes 'parties' trips it: the waiters are woken in arrival order, each
+**   handed its index (0..parties-2, pushed on its stack), the tripping one
+**   goes on at once with parties-1, and the barrier is draining.
+** - draining: released tasks that have not resumed yet are still inside
+**   ('count'); new arrivals park on 'blocked' until the last one leaves,
+**   which makes it filling again and wakes them to arrive afresh.
+** - resetting: reset() with tasks inside. Waiters are woken with "broken";
+**   released tasks that resume now see "broken" too; arrivals are blocked
+**   until the last task leaves (then filling). reset() with nobody inside
+**   makes it filling at once.
+** - broken: abort(), or a timed-out wait of the filling round (threading's
+**   rule: a party is missing, the round can never complete). Every waiter,
+**   blocked arrival, released task not yet resumed and later wait gets
+**   "broken" until reset().
+** A cancelled waiter just leaves the count (asyncio); it does not break the
+** barrier. A waiter woken by a cancellation or a timeout leaves the wait
+** list at once but the count only when it resumes, so a round trips only
+** when 'parties - 1' tasks are really parked: the trip counts the linked
+** waiters (O(parties), once per round, like the wake-ups it does). Every
+** task inside is parked on 'waiters' or already ready, so draining and
+** resetting always end and blocked arrivals always get another turn.
 ** ================================================================== */
 
+enum { BAR_FILLING, BAR_DRAINING, BAR_RESETTING, BAR_BROKEN };
+
+static const char *const barrier_states[] = {
+  "filling", "draining", "resetting", "broken"
+};
+
+/* Continuation context: phase in bit 0, the arrival's cycle above it. */
+#define BCTX(phase, cycle) ((lua_KContext)(phase) | ((lua_KContext)(cycle) << 1))
+#define BCTX_PHASE(c) ((int)((c) & 1))
+#define BCTX_CYCLE(c) ((unsigned)((lua_KContext)(c) >> 1))
+
+enum { BPH_BLOCKED = 0, BPH_WAITING = 1 };
+
 static void barrier_break(cr_barrier *b) {
-  b->broken = 1;
-  b->count = 0;
+  b->state = BAR_BROKEN;
+  b->cycle++;
   wakeall(&b->waiters, CR_BROKEN);
+  wakeall(&b->blocked, CR_OK);  /* they look again: broken */
 }
 
-/* A counted waiter that left (timeout/cancel) breaks the barrier as soon
-** as anyone looks at it (sketch: O(n) count of the linked waiters). */
-static void barrier_check(cr_barrier *b) {
+/* A task leaves wait; the last one out ends draining or resetting. */
+static void barrier_exit(cr_barrier *b) {
+  if (--b->count > 0) return;
+  if (b->state == BAR_DRAINING || b->state == BAR_RESETTING)
+    b->state = BAR_FILLING;
+  wakeall(&b->blocked, CR_OK);
+}
+
+static lua_Integer barrier_linked(cr_barrier *b) {
   lua_Integer n = 0;
   cr_list *h = &b->waiters, *p;
   for (p = h->next; p != h; p = p->next) n++;
-  if (!b->broken && n != b->count) barrier_break(b);
+  return n;
+}
+
+/* Release the parked waiters with their indices; the caller is the last. */
+static void barrier_trip(cr_barrier *b) {
+  lua_Integer index = 0;
+  b->state = BAR_DRAINING;
+  b->cycle++;
+  while (!cr_list_empty(&b->waiters)) {
+    cr_task *t = first(&b->waiters);
+    lua_checkstack(t->co, 1);
+    lua_pushinteger(t->co, index++);
+    t->nargs++;
+    cr_task_wake(t, CR_OK);
+  }
+  if (b->count == 0) b->state = BAR_FILLING;  /* barrier(1) */
+}
+
+static int barrier_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Arrive at 'b' (stack: barrier, deadline or nil), waiting at most
+** 'timeout' (< 0: no limit). */
+static int barrier_arrive(lua_State *L, cr_barrier *b, double timeout) {
+  cr_task *me;
+  if (b->state == BAR_BROKEN) return cr_pushfail(L, "broken");
+  if (b->state == BAR_FILLING && b->count + 1 >= b->parties &&
+      barrier_linked(b) + 1 == b->parties) {
+    barrier_trip(b);
+    lua_pushinteger(L, b->parties - 1);
+    return 1;
+  }
+  me = cr_task_enter(L, b->loop, "wait");
+  cr_task_checkcancel(L, me);
+  if (b->state != BAR_FILLING)  /* draining or resetting: wait for the end */
+    return cr_task_park(L, me, &b->blocked, timeout,
+                        BCTX(BPH_BLOCKED, 0), barrier_k);
+  b->count++;
+  return cr_task_park(L, me, &b->waiters, timeout,
+                      BCTX(BPH_WAITING, b->cycle), barrier_k);
 }
 
 static int barrier_k(lua_State *L, int status, lua_KContext ctx) {
   cr_barrier *b = checkbarrier(L, 1);
   cr_task *me = b->loop->current;
+  int outcome = me->outcome;
+  lua_Integer index = 0;
   (void)status;
-  if (me->outcome == CR_CANCELLED) barrier_check(b);
-  switch (cr_task_outcome(L, me)) {
-    case CR_TIMEOUT:
-      barrier_check(b);
-      return cr_pushfail(L, "timeout");
-    case CR_BROKEN: return cr_pushfail(L, "broken");
-    default:
-      lua_pushinteger(L, (lua_Integer)ctx);
+  if (BCTX_PHASE(ctx) == BPH_BLOCKED) {  /* not counted: no bookkeeping */
+    double timeout = -1;
+    if (outcome != CR_OK) {
+      if (cr_task_outcome(L, me) == CR_TIMEOUT)  /* raises Cancelled */
+        return cr_pushfail(L, "timeout");
+      return cr_pushfail(L, "broken");
+    }
+    lua_settop(L, 2);
+    if (lua_isnumber(L, 2)) {
+      timeout = lua_tonumber(L, 2) - cr_loop_now(b->loop);
+      if (timeout < 0) timeout = 0;
+    }
+    return barrier_arrive(L, b, timeout);
+  }
+  if (outcome == CR_OK && lua_gettop(L) > 2) index = lua_tointeger(L, -1);
+  lua_settop(L, 2);
+  switch (outcome) {
+    case CR_OK: {  /* released: unless reset or aborted before it resumed */
+      int broken = b->state == BAR_RESETTING || b->state == BAR_BROKEN;
+      barrier_exit(b);
+      if (broken) return cr_pushfail(L, "broken");
+      lua_pushinteger(L, index);
       return 1;
+    }
+    case CR_TIMEOUT:
+      if (b->state == BAR_FILLING && b->cycle == BCTX_CYCLE(ctx))
+        barrier_break(b);  /* its round can no longer fill */
+      barrier_exit(b);
+      return cr_pushfail(L, "timeout");
+    case CR_CANCELLED:
+      barrier_exit(b);
+      return cr_task_outcome(L, me);  /* raises */
+    default:
+      barrier_exit(b);
+      return cr_pushfail(L, "broken");
   }
 }
 
 static int barrier_wait(lua_State *L) {
   cr_barrier *b = checkbarrier(L, 1);
   double timeout = cr_opttimeout(L, 2);
-  lua_Integer index;
-  cr_task *me;
-  barrier_check(b);
-  if (b->broken) return cr_pushfail(L, "broken");
-  if (b->count + 1 == b->parties) {  /* the last arrival releases all */
-    b->count = 0;
-    wakeall(&b->waiters, CR_OK);
-    lua_pushinteger(L, b->parties - 1);
-    return 1;
-  }
-  me = cr_task_enter(L, b->loop, "wait");
-  index = b->count++;
   lua_settop(L, 1);
-  return cr_task_park(L, me, &b->waiters, timeout, (lua_KContext)index,
-                      barrier_k);
+  if (timeout >= 0) lua_pushnumber(L, cr_loop_now(b->loop) + timeout);
+  else lua_pushnil(L);
+  return barrier_arrive(L, b, timeout);
 }
 
 static int barrier_reset(lua_State *L) {
   cr_barrier *b = checkbarrier(L, 1);
-  barrier_break(b);
-  b->broken = 0;
+  b->cycle++;
+  if (b->count > 0) {
+    b->state = BAR_RESETTING;
+    wakeall(&b->waiters, CR_BROKEN);
+  }
+  else {
+    b->state = BAR_FILLING;
+    wakeall(&b->blocked, CR_OK);
+  }
   return 0;
 }
 
@@ -601,20 +715,29 @@ static int barrier_parties(lua_State *L) {
   return 1;
 }
 
+/* Tasks waiting for the round to fill (asyncio: 0 unless filling). */
 static int barrier_n_waiting(lua_State *L) {
-  lua_pushinteger(L, checkbarrier(L, 1)->count);
+  cr_barrier *b = checkbarrier(L, 1);
+  lua_pushinteger(L, b->state == BAR_FILLING ? b->count : 0);
   return 1;
 }
 
 static int barrier_broken(lua_State *L) {
-  lua_pushboolean(L, checkbarrier(L, 1)->broken);
+  lua_pushboolean(L, checkbarrier(L, 1)->state == BAR_BROKEN);
+  return 1;
+}
+
+static int barrier_state(lua_State *L) {
+  lua_pushstring(L, barrier_states[checkbarrier(L, 1)->state]);
   return 1;
 }
 
 static int barrier_tostring(lua_State *L) {
   cr_barrier *b = checkbarrier(L, 1);
-  lua_pushfstring(L, "corun.barrier (%d/%d%s): %p", (int)b->count,
-                  (int)b->parties, b->broken ? ", broken" : "", (void *)b);
+  lua_pushfstring(L, "corun.barrier (%s, %d/%d): %p",
+                  barrier_states[b->state],
+                  (int)(b->state == BAR_FILLING ? b->count : 0),
+                  (int)b->parties, (void *)b);
   return 1;
 }
 
@@ -626,6 +749,7 @@ static int sync_barrier(lua_State *L) {
   b->parties = n;
   b->magic = CR_BARRIER_MAGIC;
   cr_list_init(&b->waiters);
+  cr_list_init(&b->blocked);
   luaL_setmetatable(L, CR_BARRIER_MT);
   return 1;
 }
@@ -656,7 +780,8 @@ void cr_sync_open_lib(lua_State *L) {
   };
   static const luaL_Reg semm[] = {
     {"acquire", sem_acquire}, {"release", sem_release},
-    {"value", sem_value}, {"hold", sem_hold}, {NULL, NULL}
+    {"value", sem_value}, {"locked", sem_locked}, {"hold", sem_hold},
+    {NULL, NULL}
   };
   static const luaL_Reg eventmeta[] = {
     {"__tostring", event_tostring}, {NULL, NULL}
@@ -680,7 +805,7 @@ void cr_sync_open_lib(lua_State *L) {
     {"wait", barrier_wait}, {"reset", barrier_reset},
     {"abort", barrier_abort}, {"parties", barrier_parties},
     {"n_waiting", barrier_n_waiting}, {"broken", barrier_broken},
-    {NULL, NULL}
+    {"state", barrier_state}, {NULL, NULL}
   };
   int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
   cr_setfuncs(L, funcs, loopidx);
