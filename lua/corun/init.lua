@@ -205,39 +205,62 @@ function Group:cancel()
   for _, t in ipairs(self.tasks) do t:cancel() end
 end
 
--- Wait for every child; the first failure cancels the rest.
-local function drain(g, err)
+-- The error a failed group raises: every failure, in the order they came.
+local GroupError = {}
+GroupError.__name = "corun.group_error"
+GroupError.__index = GroupError
+function GroupError.__tostring(e)
+  local list = e.errors
+  if #list == 1 then return tostring(list[1].error) end
+  local out = { ("%d tasks of the group failed:"):format(#list) }
+  for i, f in ipairs(list) do
+    out[#out + 1] = ("[%d] %s: %s"):format(i, tostring(f.task), tostring(f.error))
+  end
+  return table.concat(out, "\n")
+end
+
+local function add_failure(g, name, e)
+  g.errors[#g.errors + 1] = { task = name, error = e }
+  if #g.errors == 1 then g:cancel() end
+end
+
+-- Wait for every child; the first failure cancels the rest. Children that
+-- end cancelled are not failures; one whose cleanup raised another error
+-- while it was being cancelled is.
+local function drain(g)
+  local cancelled
   while g.live > 0 do
     local ok, t = pcall(g.q.get, g.q)
     if not ok then        -- the group's own task was cancelled
-      err = err or t
+      cancelled = cancelled or t
       g:cancel()
     else
       g.live = g.live - 1
-      if t:status() == "failed" then
-        local e = error_of(t)
-        if err == nil then
-          err = e
-          g:cancel()
-        end
-      end
+      if t:status() == "failed" then add_failure(g, t.name, error_of(t)) end
     end
   end
-  return err
+  return cancelled
 end
 
 function corun.group(body)
   if not callable(body) then argerror("group", 1, "function expected") end
-  local g = setmetatable({ q = queue(), live = 0, tasks = {} }, Group)
+  local g = setmetatable({ q = queue(), live = 0, tasks = {}, errors = {} }, Group)
   local res = pack(pcall(body, g))
-  local err
+  local cancelled
   if not res[1] then
-    err = res[2]
-    g:cancel()
+    if is_cancelled(res[2]) then
+      cancelled = res[2]
+      g:cancel()
+    else
+      add_failure(g, "(group body)", res[2])
+    end
   end
-  err = drain(g, err)
+  cancelled = drain(g) or cancelled
   g.closed = true
-  if err ~= nil then error(err, 0) end
+  if #g.errors > 0 then
+    error(setmetatable({ errors = g.errors }, GroupError), 0)
+  end
+  if cancelled ~= nil then error(cancelled, 0) end
   return unpack(res, 2, res.n)
 end
 
