@@ -28,6 +28,21 @@ int cr_pushfail(lua_State *L, const char *why) {
   return 2;
 }
 
+/* Is the value at 'idx' callable: a function, or a value whose metatable
+** has __call? Leaves the stack as it was. */
+int cr_iscallable(lua_State *L, int idx) {
+  int r;
+  if (lua_isfunction(L, idx)) return 1;
+  r = luaL_getmetafield(L, idx, "__call") != LUA_TNIL;
+  if (r) lua_pop(L, 1);
+  return r;
+}
+
+/* Argument 'arg' must be callable (see cr_iscallable); raises otherwise. */
+void cr_checkcallable(lua_State *L, int arg) {
+  if (!cr_iscallable(L, arg)) luaL_typeerror(L, arg, "function");
+}
+
 /* Light-userdata registry keys of the hot metatables. */
 const char cr_task_mtkey = 0, cr_queue_mtkey = 0;
 

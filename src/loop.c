@@ -379,9 +379,7 @@ int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
 }
 
 static int schedule(lua_State *L, int fidx, double delay) {
-  luaL_checkany(L, fidx);
-  if (!lua_isfunction(L, fidx) && luaL_getmetafield(L, fidx, "__call") == 0)
-    luaL_typeerror(L, fidx, "function");
+  cr_checkcallable(L, fidx);
   return cr_loop_callback(L, cr_loop_get(L), fidx, lua_gettop(L) - fidx,
                           delay);
 }

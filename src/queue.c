@@ -532,9 +532,7 @@ static int queue_new_lifo(lua_State *L) {
 
 /* priority_queue([maxsize], [less]) */
 static int queue_new_prio(lua_State *L) {
-  if (!lua_isnoneornil(L, 2) && !lua_isfunction(L, 2) &&
-      luaL_getmetafield(L, 2, "__call") == 0)
-    luaL_typeerror(L, 2, "function");
+  if (!lua_isnoneornil(L, 2)) cr_checkcallable(L, 2);
   lua_settop(L, 2);
   newqueue(L, CR_PRIO, "priority_queue");
   lua_pushvalue(L, 2);

@@ -266,7 +266,7 @@ static int signal_on(lua_State *L) {
   int which = checksig(L, 1, "signal.on"), r;
   cr_sighandler *h;
   cr_sigwatch *w;
-  if (!lua_isfunction(L, 2) && luaL_getmetafield(L, 2, "__call") == 0)
+  if (!cr_iscallable(L, 2))
     luaL_error(L, "bad argument #2 to 'signal.on' (function expected, got "
                   "%s)", luaL_typename(L, 2));
   lua_settop(L, 2);

@@ -229,9 +229,7 @@ int cr_task_cancel(lua_State *L, cr_task *t, int msgidx) {
 cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   cr_task *t;
   lua_State *co;
-  luaL_checkany(L, fidx);
-  if (!lua_isfunction(L, fidx) && luaL_getmetafield(L, fidx, "__call") == 0)
-    luaL_typeerror(L, fidx, "function");
+  cr_checkcallable(L, fidx);
   t = (cr_task *)lua_newuserdatauv(L, sizeof *t, CR_TUV_N);
   memset(t, 0, sizeof *t);
   t->kind = CR_SCHED_TASK;
@@ -381,7 +379,7 @@ static void splitaux(lua_State *L, int tidx, int tb) {
 
 /* Schedule the done callbacks at 'cbidx' (one, or a list) for task 'tidx'. */
 static void notify(lua_State *L, cr_loop *lp, int cbidx, int tidx) {
-  if (lua_type(L, cbidx) == LUA_TTABLE) {
+  if (isauxtable(L, cbidx)) {  /* a list (a callable table is one callback) */
     lua_Integer i, n = luaL_len(L, cbidx);
     for (i = 1; i <= n; i++) {
       lua_rawgeti(L, cbidx, i);
@@ -835,9 +833,7 @@ static int task_notify(lua_State *L) {
 
 static int task_on_done(lua_State *L) {
   cr_task *t = checktask(L, 1);
-  luaL_checkany(L, 2);
-  if (!lua_isfunction(L, 2) && luaL_getmetafield(L, 2, "__call") == 0)
-    luaL_typeerror(L, 2, "function");
+  cr_checkcallable(L, 2);
   return adddone(L, t);
 }
 
