@@ -30,6 +30,9 @@ typedef struct cr_redis {
   int port, db;
   int closed;
   int inflight;               /* replies awaited: keep the loop alive */
+  int setup;                  /* AUTH / SELECT replies still due */
+  cr_list setup_waiters;      /* tasks waiting for setup to succeed */
+  char *setup_err;            /* why the last setup failed (owned) */
 } cr_redis;
 
 typedef struct glue {
@@ -45,7 +48,8 @@ typedef struct rreq {
   int n;                      /* replies expected */
   int base;                   /* task's stack top when it parked */
   int results;                /* pipeline: stack index of the results */
-  int lost;                   /* the connection was lost */
+  int lost;                   /* the connection was lost (2: protocol) */
+  char why[128];              /* lost == 2: hiredis's reason */
 } rreq;
 
 static cr_redis *checkredis(lua_State *L) {
@@ -127,7 +131,13 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   rreq *q = (rreq *)privdata;
   cr_redis *c = (cr_redis *)ac->data;
   if (c != NULL && c->inflight > 0) keepalive(c, -1);
-  if (reply == NULL) q->lost = 1;
+  if (reply == NULL) {
+    q->lost = 1;
+    if (ac->c.err == REDIS_ERR_PROTOCOL && !q->why[0]) {
+      q->lost = 2;
+      snprintf(q->why, sizeof q->why, "%s", ac->c.errstr);
+    }
+  }
   else if (q->task != NULL && c != NULL) {
     lua_State *L = c->loop->L;
     conv cv;
@@ -212,9 +222,21 @@ static int attach(redisAsyncContext *ac, uv_loop_t *loop) {
 ** Connecting
 ** ================================================================== */
 
+/* Wake the tasks waiting for the connection's setup: each looks at the
+** client's state again (ready, failed, or lost). */
+static void setup_wake(cr_redis *c) {
+  while (!cr_list_empty(&c->setup_waiters))
+    cr_task_wake(cr_container_of(cr_list_head(&c->setup_waiters), cr_task,
+                                 wnode), CR_OK);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status) {
   cr_redis *c = (cr_redis *)ac->data;
-  if (status != REDIS_OK && c != NULL) c->ac = NULL;  /* hiredis frees it */
+  if (status != REDIS_OK && c != NULL && c->ac == ac) {
+    c->ac = NULL;  /* hiredis frees it */
+    c->inflight = 0;
+    setup_wake(c);
+  }
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status) {
@@ -223,21 +245,36 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
   if (c != NULL && c->ac == ac) {
     c->ac = NULL;
     c->inflight = 0;
+    setup_wake(c);
   }
 }
 
-/* AUTH / SELECT failed: say so on stderr and drop the connection, so
-** that nothing more runs as the wrong user or in the wrong db (calls then
-** return nil, "connection lost"). */
+/* The reply to AUTH or SELECT. No command of the caller's is sent before
+** every one succeeded; a failure drops the connection and the calls
+** waiting for it return nil, the server's message: nothing runs as the
+** wrong user or in the wrong db. */
 static void on_setup(redisAsyncContext *ac, void *reply, void *privdata) {
   redisReply *r = (redisReply *)reply;
+  cr_redis *c = (cr_redis *)ac->data;
   (void)privdata;
-  if (r != NULL && r->type == REDIS_REPLY_ERROR && ac->data != NULL) {
-    cr_redis *c = (cr_redis *)ac->data;
-    fprintf(stderr, "corun: redis: connection setup failed: %s\n", r->str);
-    if (c->ac == ac) c->ac = NULL;
+  if (c == NULL || c->ac != ac) return;  /* collected, or an old one */
+  if (c->inflight > 0) keepalive(c, -1);
+  if (r == NULL) return;  /* lost: on_disconnect wakes the waiters */
+  if (r->type == REDIS_REPLY_ERROR) {
+    free(c->setup_err);
+    c->setup_err = (char *)malloc(r->len + 1);
+    if (c->setup_err != NULL) {
+      memcpy(c->setup_err, r->str, r->len);
+      c->setup_err[r->len] = '\0';
+    }
+    c->ac = NULL;
+    c->inflight = 0;
+    c->setup = 0;
     redisAsyncDisconnect(ac);
+    setup_wake(c);
+    return;
   }
+  if (--c->setup == 0) setup_wake(c);
 }
 
 /* Connect if not connected: 0, or -1 with the error message pushed. */
@@ -261,10 +298,19 @@ static int ensure(lua_State *L, cr_redis *c) {
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   c->ac = ac;
-  if (c->password != NULL)
-    redisAsyncCommand(ac, on_setup, NULL, "AUTH %s", c->password);
-  if (c->db != 0)
-    redisAsyncCommand(ac, on_setup, NULL, "SELECT %d", c->db);
+  c->setup = 0;
+  free(c->setup_err);
+  c->setup_err = NULL;
+  if (c->password != NULL &&
+      redisAsyncCommand(ac, on_setup, NULL, "AUTH %s", c->password) == REDIS_OK) {
+    c->setup++;
+    keepalive(c, 1);
+  }
+  if (c->db != 0 &&
+      redisAsyncCommand(ac, on_setup, NULL, "SELECT %d", c->db) == REDIS_OK) {
+    c->setup++;
+    keepalive(c, 1);
+  }
   return 0;
 }
 
@@ -275,23 +321,35 @@ static int ensure(lua_State *L, cr_redis *c) {
 ** Calls and pipelines
 ** ================================================================== */
 
-/* Send the command whose words are at first..last (strings or numbers). */
-static int sendcmd(lua_State *L, cr_redis *c, rreq *q, int first, int last) {
-  int i, argc = last - first + 1;
-  const char **argv;
-  size_t *lens;
-  if (argc < 1) luaL_error(L, "call: a command expected");
-  argv = (const char **)lua_newuserdatauv(L, argc * sizeof *argv, 0);
-  lens = (size_t *)lua_newuserdatauv(L, argc * sizeof *lens, 0);
-  for (i = 0; i < argc; i++) {
-    if (!lua_isstring(L, first + i))
-      luaL_error(L, "call: argument %d must be a string or a number", i + 1);
-    argv[i] = lua_tolstring(L, first + i, &lens[i]);
+/* Check the words at first..last of command 'cmd' (0: a call): strings
+** or numbers, at least one. Raises before anything is sent. */
+static void checkwords(lua_State *L, int first, int last, lua_Integer cmd) {
+  int i;
+  if (last < first) {
+    if (cmd == 0) luaL_error(L, "call: a command expected");
+    luaL_error(L, "pipeline: command %d is empty", (int)cmd);
   }
-  i = redisAsyncCommandArgv(c->ac, on_reply, q, argc, argv, lens);
-  lua_pop(L, 2);  /* hiredis copied the command */
-  if (i != REDIS_OK) return -1;
-  keepalive(c, 1);
+  for (i = first; i <= last; i++) {
+    int t = lua_type(L, i);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER) {
+      if (cmd == 0)
+        luaL_error(L, "call: argument %d must be a string or a number",
+                   i - first + 1);
+      luaL_error(L, "pipeline: command %d: argument %d must be a string or "
+                 "a number", (int)cmd, i - first + 1);
+    }
+  }
+}
+
+/* Send the command whose words (checked) are at first..last, with argv
+** and lens room for them. */
+static int sendcmd(lua_State *L, cr_redis *c, rreq *q, int first, int last,
+                   const char **argv, size_t *lens) {
+  int i, argc = last - first + 1;
+  for (i = 0; i < argc; i++) argv[i] = lua_tolstring(L, first + i, &lens[i]);
+  if (redisAsyncCommandArgv(c->ac, on_reply, q, argc, argv, lens) != REDIS_OK)
+    return -1;
+  keepalive(c, 1);  /* hiredis copied the command */
   return 0;
 }
 
@@ -314,8 +372,14 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushliteral(L, "timeout");
     return 2;
   }
-  free(q);
   n = lua_gettop(L) - base;
+  if (islost == 2) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "connection lost: protocol error: %s", q->why);
+    free(q);
+    return 2;
+  }
+  free(q);
   if (islost) return lost(L);
   if (results != 0) {
     lua_settop(L, results);
@@ -341,19 +405,48 @@ static rreq *newreq(lua_State *L, int n) {
   return q;
 }
 
-/* client:call(cmd, ...) -> reply | nil, message */
-static int redis_call(lua_State *L) {
-  cr_redis *c = checkredis(L);
-  cr_task *me = cr_task_enter(L, c->loop, "call");
-  rreq *q;
-  cr_task_checkcancel(L, me);
-  if (ensure(L, c) != 0) {
+static int send_call(lua_State *L, cr_redis *c, cr_task *me);
+static int send_pipeline(lua_State *L, cr_redis *c, cr_task *me);
+
+/* Resumed once the setup of the connection ended one way or another. */
+static int setup_k(lua_State *L, int status, lua_KContext ctx) {
+  cr_task *me = cr_loop_get(L)->current;
+  cr_redis *c = (cr_redis *)luaL_checkudata(L, 1, CR_REDIS_MT);
+  (void)status;
+  if (me->outcome != CR_OK) {
+    cr_task_outcome(L, me);
     lua_pushnil(L);
-    lua_insert(L, -2);
+    lua_pushliteral(L, "timeout");
     return 2;
   }
+  if (c->closed) return luaL_error(L, "the redis client is closed");
+  return ctx == 0 ? send_call(L, c, me) : send_pipeline(L, c, me);
+}
+
+/* Whether commands may be sent now: 0 yes; 1 the setup is still running
+** (park); -1 no connection: nil, message pushed (2 values). */
+static int ready(lua_State *L, cr_redis *c) {
+  if (c->ac != NULL) return c->setup > 0;
+  lua_pushnil(L);
+  if (c->setup_err != NULL) lua_pushstring(L, c->setup_err);
+  else lua_pushliteral(L, "connection lost");
+  return -1;
+}
+
+/* Send the call whose words are at 2..top and park; or wait for the
+** connection's setup first. */
+static int send_call(lua_State *L, cr_redis *c, cr_task *me) {
+  int top = lua_gettop(L), r = ready(L, c);
+  const char **argv;
+  size_t *lens;
+  rreq *q;
+  if (r < 0) return 2;
+  if (r > 0)
+    return cr_task_park(L, me, &c->setup_waiters, -1, 0, setup_k);
+  argv = (const char **)lua_newuserdatauv(L, (top - 1) * sizeof *argv, 0);
+  lens = (size_t *)lua_newuserdatauv(L, (top - 1) * sizeof *lens, 0);
   q = newreq(L, 1);
-  if (sendcmd(L, c, q, 2, lua_gettop(L)) != 0) {
+  if (sendcmd(L, c, q, 2, top, argv, lens) != 0) {
     free(q);
     return lost(L);
   }
@@ -361,46 +454,94 @@ static int redis_call(lua_State *L) {
   return park(L, me, q, -1);
 }
 
-/* client:_pipeline(list of commands) -> list of replies (an error reply
-** is a table {err = message}). */
-static int redis_pipeline(lua_State *L) {
+/* client:call(cmd, ...) -> reply | nil, message */
+static int redis_call(lua_State *L) {
   cr_redis *c = checkredis(L);
-  cr_task *me = cr_task_enter(L, c->loop, "pipeline");
-  lua_Integer i, n;
-  rreq *q;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  n = luaL_len(L, 2);
+  cr_task *me = cr_task_enter(L, c->loop, "call");
+  int i, top = lua_gettop(L);
   cr_task_checkcancel(L, me);
-  lua_settop(L, 2);
-  lua_createtable(L, (int)n, 0);  /* the results, at 3 */
-  if (n == 0) return 1;
+  checkwords(L, 2, top, 0);
+  for (i = 2; i <= top; i++) lua_tolstring(L, i, NULL);  /* numbers: text */
   if (ensure(L, c) != 0) {
     lua_pushnil(L);
     lua_insert(L, -2);
     return 2;
   }
+  return send_call(L, c, me);
+}
+
+/* Send the pipeline at 2 (checked; the results table at 3, the most
+** words of a command at 4) and park; or wait for the setup first. */
+static int send_pipeline(lua_State *L, cr_redis *c, cr_task *me) {
+  lua_Integer i, n = luaL_len(L, 2);
+  int maxw = (int)lua_tointeger(L, 4), r;
+  const char **argv;
+  size_t *lens;
+  rreq *q;
+  lua_settop(L, 4);
+  r = ready(L, c);
+  if (r < 0) return 2;
+  if (r > 0)
+    return cr_task_park(L, me, &c->setup_waiters, -1, 1, setup_k);
+  luaL_checkstack(L, maxw + 4, "command too long");
+  argv = (const char **)lua_newuserdatauv(L, maxw * sizeof *argv, 0);
+  lens = (size_t *)lua_newuserdatauv(L, maxw * sizeof *lens, 0);
   q = newreq(L, (int)n);
   q->results = 3;
   for (i = 1; i <= n; i++) {
     int top = lua_gettop(L), k, words;
     lua_rawgeti(L, 2, i);
-    luaL_argcheck(L, lua_istable(L, -1), 2, "a list of commands expected");
-    words = (int)luaL_len(L, -1);
-    luaL_checkstack(L, words, "command too long");
+    words = (int)lua_rawlen(L, -1);
     for (k = 1; k <= words; k++) lua_rawgeti(L, top + 1, k);
-    if (sendcmd(L, c, q, top + 2, top + 1 + words) != 0) {
+    if (sendcmd(L, c, q, top + 2, top + 1 + words, argv, lens) != 0) {
       q->pending -= (int)(n - i + 1);  /* those were never sent */
       q->lost = 1;
-      lua_settop(L, 3);
+      lua_settop(L, top);
       if (q->pending == 0) {
         free(q);
         return lost(L);
       }
       break;
     }
-    lua_settop(L, 3);
+    lua_settop(L, top);
   }
+  lua_settop(L, 3);
   return park(L, me, q, -1);
+}
+
+/* client:_pipeline(list of commands) -> list of replies (an error reply
+** is a table {err = message}). Every word of every command is checked
+** before any is sent. */
+static int redis_pipeline(lua_State *L) {
+  cr_redis *c = checkredis(L);
+  cr_task *me = cr_task_enter(L, c->loop, "pipeline");
+  lua_Integer i, n;
+  int maxw = 0;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = luaL_len(L, 2);
+  cr_task_checkcancel(L, me);
+  lua_settop(L, 2);
+  luaL_argcheck(L, n <= 0x7fffffff, 2, "too many commands");
+  for (i = 1; i <= n; i++) {
+    int top = lua_gettop(L), k, words;
+    lua_rawgeti(L, 2, i);
+    luaL_argcheck(L, lua_istable(L, -1), 2, "a list of commands expected");
+    words = (int)lua_rawlen(L, -1);
+    luaL_checkstack(L, words, "command too long");
+    for (k = 1; k <= words; k++) lua_rawgeti(L, top + 1, k);
+    checkwords(L, top + 2, top + 1 + words, i);
+    if (words > maxw) maxw = words;
+    lua_settop(L, top);
+  }
+  lua_createtable(L, (int)n, 0);  /* the results, at 3 */
+  if (n == 0) return 1;
+  lua_pushinteger(L, maxw);       /* at 4 */
+  if (ensure(L, c) != 0) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  return send_pipeline(L, c, me);
 }
 
 static void disconnect(cr_redis *c) {
@@ -431,7 +572,8 @@ static int redis_gc(lua_State *L) {
   free(c->host);
   free(c->path);
   free(c->password);
-  c->host = c->path = c->password = NULL;
+  free(c->setup_err);
+  c->host = c->path = c->password = c->setup_err = NULL;
   return 0;
 }
 
@@ -462,6 +604,7 @@ static int redis_client(lua_State *L) {
   cr_redis *c = (cr_redis *)lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
   c->loop = cr_loop_get(L);
+  cr_list_init(&c->setup_waiters);
   luaL_setmetatable(L, CR_REDIS_MT);
   c->host = dupopt(L, 1);
   c->port = (int)luaL_optinteger(L, 2, 6379);

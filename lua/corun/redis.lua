@@ -31,13 +31,24 @@ local M = {}
 
 local Client = core.methods("corun.redis")
 
+-- The database index of a URL (digits or ""), checked: 0..2^31-1.
+local function dbindex(digits)
+  local db = digits and tonumber(digits)
+  if db == nil then return 0 end
+  if #digits > 10 or db > 0x7fffffff then
+    error("bad argument #1 to 'connect' (database index out of range: "
+          .. "must be 0..2147483647)", 4)
+  end
+  return db
+end
+
 local function parse(url)
   if type(url) ~= "string" then
     error("bad argument #1 to 'connect' (URL string expected)", 3)
   end
   local path = url:match("^unix://(/[^?]*)") or url:match("^redis%+unix://(/[^?]*)")
   if path then
-    local db = tonumber(url:match("[?&]db=(%d+)")) or 0
+    local db = dbindex(url:match("[?&]db=(%d+)"))
     local password = url:match("[?&]password=([^&]*)")
     return nil, nil, path, password, db
   end
@@ -56,8 +67,11 @@ local function parse(url)
     host, port, db = hostpart:match("^([^:/]*):?(%d*)/?(%d*)$")
   end
   if not host then error("bad argument #1 to 'connect' (malformed URL)", 3) end
-  return host ~= "" and host or "127.0.0.1", tonumber(port) or 6379, nil,
-         password, tonumber(db) or 0
+  port, db = tonumber(port), dbindex(db)
+  if port and port > 65535 then
+    error("bad argument #1 to 'connect' (port out of range: must be 0..65535)", 3)
+  end
+  return host ~= "" and host or "127.0.0.1", port or 6379, nil, password, db
 end
 
 -- redis.connect(url) -> client (it connects on its first call)
