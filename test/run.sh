@@ -4,8 +4,9 @@
 # examples with their output checked, the rock (luarocks make / pack /
 # install, offline), the specs again under ASan+UBSan, the thread and
 # channel specs under ThreadSanitizer, the codec fuzzer, and valgrind on
-# the runner. Prints busted's summaries and ends with
-# "N passed, M failed".
+# the runner. The specs run under build*/bin/corun-busted (busted under
+# lua5.4 with that build's corun on the path). Prints busted's summaries
+# and ends with "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -79,7 +80,7 @@ else
 fi
 
 stage "specs"
-busted_stage "specs" lua5.4 /usr/bin/busted
+busted_stage "specs" build/bin/corun-busted
 
 stage "examples"
 for exp in examples/*.expected; do
@@ -99,7 +100,7 @@ LUA_CPATH="$ROOT/build-asan/?.so;;" CORUN_BIN="$ROOT/build-asan/bin/corun" \
 LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  busted_stage "specs (asan)" lua5.4 /usr/bin/busted --cpath="build-asan/?.so"
+  busted_stage "specs (asan)" build-asan/bin/corun-busted --cpath="build-asan/?.so"
 
 stage "thread and channel specs under ThreadSanitizer"
 # build-tsan is a Debug build with -fsanitize=thread. lua5.4 leaves Lua
@@ -117,7 +118,7 @@ then
   LUA_CPATH="$ROOT/build-tsan/?.so;;" CORUN_BIN="$ROOT/build-tsan/bin/corun" \
   LD_PRELOAD="$(gcc -print-file-name=libtsan.so):$ROOT/build-tsan/tsan_longjmp.so" \
   TSAN_OPTIONS="halt_on_error=1 report_signal_unsafe=0 suppressions=$ROOT/test/tsan.supp" \
-    busted_stage "specs (tsan)" lua5.4 /usr/bin/busted \
+    busted_stage "specs (tsan)" build-tsan/bin/corun-busted \
       --cpath="build-tsan/?.so" spec/thread_spec.lua spec/channel_spec.lua
 else tail -40 "$tsanlog"; bad "build-tsan"; fi
 rm -f "$tsanlog"

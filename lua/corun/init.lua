@@ -52,8 +52,27 @@ end
 
 --[[ run ]]
 
+-- Inside the runner's main chunk, corun.run(fn, ...) runs fn as a task on
+-- the running loop and returns its results (asyncio.run-style scripts).
+local script_main = core.script_main
+
+local function run_in_script(opts, ...)
+  if type(opts) == "table" and not callable(opts) then
+    if opts.clock == "virtual" then
+      error("corun.run: the runner's loop has a real clock (run the script "
+            .. "with lua5.4 for a virtual one)", 3)
+    end
+    return run_in_script(...)
+  end
+  if not callable(opts) then
+    argerror("run", 1, ("function expected, got %s"):format(type(opts)), 4)
+  end
+  return spawn(opts, ...):join()
+end
+
 -- corun.run([opts,] fn, ...): fn runs as the main task of a fresh run.
 function corun.run(opts, ...)
+  if script_main() then return run_in_script(opts, ...) end
   local mode = ""
   if type(opts) == "table" and not callable(opts) then
     if opts.clock ~= nil and opts.clock ~= "virtual" and opts.clock ~= "real" then
