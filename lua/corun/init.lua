@@ -92,19 +92,51 @@ end
 
 --[[ combinators ]]
 
+-- Futures (pool:submit, corun.thread, process pools) in combinators: each
+-- is waited for by a task of its own, which returns pack(pcall(wait)) so
+-- that a job's error stays the future's (reported once, by the future).
+local function is_future(v)
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__name == "corun.future"
+end
+
+local function wait_future(f)
+  return pack(pcall(f.wait, f))
+end
+
+-- The tasks for items[1..n] (tasks; functions, spawned; futures, waited
+-- for by a task), and nil or a table from such a waiter task to its future.
 local function tasks_of(fname, items, n)
-  local tasks = {}
+  local tasks, futures = {}, nil
   for i = 1, n do
     local v = items[i]
     if is_task(v) then
       tasks[i] = v
     elseif callable(v) then
       tasks[i] = spawn(v)
+    elseif is_future(v) then
+      tasks[i] = spawn(wait_future, v)
+      futures = futures or {}
+      futures[tasks[i]] = v
     else
-      argerror(fname, i, ("task or function expected, got %s"):format(type(v)), 4)
+      argerror(fname, i, ("task, function or future expected, got %s")
+               :format(type(v)), 4)
     end
   end
-  return tasks
+  return tasks, futures
+end
+
+-- Finished task t failed (for a future's waiter: the future failed).
+local function failed_item(t, futures)
+  if futures ~= nil and futures[t] ~= nil then
+    return not t:result()[1]
+  end
+  return failed(t)
+end
+
+-- What a combinator hands back for task t: t, or the future it waited for.
+local function shown(t, futures)
+  return futures ~= nil and futures[t] or t
 end
 
 -- A queue that receives each of tasks[1..n] as it finishes.
@@ -116,11 +148,11 @@ end
 
 -- Take n finished tasks from q; stop at the first failure unless
 -- return_errors, and return that task.
-local function collect(q, n, return_errors)
+local function collect(q, n, return_errors, futures)
   local get = q.get
   for _ = 1, n do
     local t = get(q)
-    if not return_errors and failed(t) then return t end
+    if not return_errors and failed_item(t, futures) then return t end
   end
 end
 
@@ -128,47 +160,57 @@ end
 function corun.gather(...)
   local items, n, opts = pack(...), select("#", ...), nil
   local first = items[1]
-  if n <= 2 and type(first) == "table" and not callable(first) then
+  if n <= 2 and type(first) == "table" and not callable(first)
+     and not is_future(first) then
     opts = items[2] or {}
     items = first
     n = #items
   end
-  local tasks = tasks_of("gather", items, n)
+  local tasks, futures = tasks_of("gather", items, n)
   local q = completion_queue(tasks, n)
-  local ok, bad = pcall(collect, q, n, opts ~= nil and opts.return_errors)
+  local ok, bad = pcall(collect, q, n, opts ~= nil and opts.return_errors,
+                        futures)
   if not ok then    -- gather itself was cancelled: so are its children
     cancel_all(tasks, n)
     error(bad, 0)
   end
   if bad then
     cancel_all(tasks, n)
+    if futures and futures[bad] then error(bad:result()[2], 0) end
     bad:result()    -- re-raises the failure
   end
-  return core.firsts(tasks, n)
+  local res = core.firsts(tasks, n)
+  if futures then
+    for i = 1, n do
+      if futures[tasks[i]] then res[i] = res[i][2] end
+    end
+  end
+  return res
 end
 
-local function in_order(tasks, n, pick)
+local function in_order(tasks, n, pick, futures)
   local yes, no = {}, {}
   for i = 1, n do
     local t = tasks[i]
-    if pick(t) then yes[#yes + 1] = t else no[#no + 1] = t end
+    if pick(t) then yes[#yes + 1] = shown(t, futures)
+    else no[#no + 1] = shown(t, futures) end
   end
   return yes, no
 end
 
--- wait(tasks, {timeout =, return_when = "all" | "first" | "first_error"})
-function corun.wait(tasks, opts)
-  if type(tasks) ~= "table" then argerror("wait", 1, "list of tasks expected") end
+-- wait(items, {timeout =, return_when = "all" | "first" | "first_error"})
+function corun.wait(items, opts)
+  if type(items) ~= "table" then
+    argerror("wait", 1, "list of tasks, functions or futures expected")
+  end
   opts = opts or {}
   local when = opts.return_when or "all"
   if when ~= "all" and when ~= "first" and when ~= "first_error" then
     argerror("wait", 2, "return_when must be \"all\", \"first\" or \"first_error\"")
   end
   check_timeout("wait", 2, opts.timeout)
-  local n = #tasks
-  for i = 1, n do
-    if not is_task(tasks[i]) then argerror("wait", 1, ("item %d is not a task"):format(i)) end
-  end
+  local n = #items
+  local tasks, futures = tasks_of("wait", items, n)
   local q = completion_queue(tasks, n)
   local deadline = opts.timeout and time() + opts.timeout
   local finished = 0
@@ -176,17 +218,20 @@ function corun.wait(tasks, opts)
     local t = q:get(deadline and math.max(0, deadline - time()))
     if t == nil then break end
     finished = finished + 1
-    if when == "first" or (when == "first_error" and failed(t)) then break end
+    if when == "first" or (when == "first_error" and failed_item(t, futures))
+    then break end
   end
-  return in_order(tasks, n, function(t) return t:done() end)
+  return in_order(tasks, n, function(t) return t:done() end, futures)
 end
 
--- for t in as_completed(tasks, [timeout]) do ... end
-function corun.as_completed(tasks, timeout)
-  if type(tasks) ~= "table" then argerror("as_completed", 1, "list of tasks expected") end
+-- for t in as_completed(items, [timeout]) do ... end
+function corun.as_completed(items, timeout)
+  if type(items) ~= "table" then
+    argerror("as_completed", 1, "list of tasks, functions or futures expected")
+  end
   check_timeout("as_completed", 2, timeout)
-  local n = #tasks
-  local list = tasks_of("as_completed", tasks, n)
+  local n = #items
+  local list, futures = tasks_of("as_completed", items, n)
   local q = completion_queue(list, n)
   local deadline = timeout and time() + timeout
   local left = n
@@ -195,7 +240,7 @@ function corun.as_completed(tasks, timeout)
     local t = q:get(deadline and math.max(0, deadline - time()))
     if t == nil then error(core.timeout_error(timeout), 2) end
     left = left - 1
-    return t
+    return shown(t, futures)
   end
 end
 
