@@ -398,6 +398,122 @@ function corun.tcp.listen(host, port, handler, opts)
     return handler(stream)
   end, opts)
 end
+--[[ streams ]]
+
+local Stream = core.methods("corun.stream")
+
+-- for line in stream:lines([fmt]) do ... end: read(fmt) (default "l")
+-- until the end of the stream; an I/O error is raised.
+function Stream:lines(fmt)
+  fmt = fmt or "l"
+  return function()
+    local v, err = self:read(fmt)
+    if v == nil and err ~= nil and err ~= "closed" then error(err, 2) end
+    return v
+  end
+end
+
+-- A standard stream redirected to a regular file: the stream API over the
+-- io file (reading or writing a file does not wait for a peer).
+local FileStream = { lines = Stream.lines }
+FileStream.__index = FileStream
+
+function FileStream:_fill()
+  local c = self.f:read(4096)
+  if c == nil then return false end
+  self.buf = self.buf .. c
+  return true
+end
+
+-- Up to delimiter d; fmt "l" also drops a "\r" before it, "L" keeps it.
+function FileStream:_until(d, fmt)
+  local from = 1
+  while true do
+    local i = self.buf:find(d, from, true)
+    if i then
+      local j, r = i + #d - 1, nil
+      if fmt == "L" then r = self.buf:sub(1, j)
+      elseif fmt == "l" and i > 1 and self.buf:byte(i - 1) == 13 then
+        r = self.buf:sub(1, i - 2)
+      else r = self.buf:sub(1, i - 1) end
+      self.buf = self.buf:sub(j + 1)
+      return r
+    end
+    from = math.max(1, #self.buf - #d + 2)
+    if not self:_fill() then
+      if self.buf == "" then return nil end
+      local r = self.buf
+      self.buf = ""
+      return r
+    end
+  end
+end
+
+function FileStream:read(fmt)
+  if self.closed then return nil, "closed" end
+  fmt = fmt or "l"
+  if type(fmt) == "number" then
+    while #self.buf < fmt and self:_fill() do end
+    if self.buf == "" and fmt > 0 then return nil end
+    local r = self.buf:sub(1, fmt)
+    self.buf = self.buf:sub(fmt + 1)
+    return r
+  end
+  fmt = tostring(fmt):gsub("^%*", "")
+  if fmt == "a" then
+    while self:_fill() do end
+    local r = self.buf
+    self.buf = ""
+    return r
+  elseif fmt == "l" or fmt == "L" then
+    return self:_until("\n", fmt)
+  end
+  argerror("read", 1, "invalid format (use a size, \"l\", \"L\" or \"a\")")
+end
+
+function FileStream:read_until(d)
+  if type(d) ~= "string" or d == "" then
+    argerror("read_until", 1, "delimiter must be a non-empty string")
+  end
+  if self.closed then return nil, "closed" end
+  return self:_until(d, "u")
+end
+
+function FileStream:write(...)
+  if self.closed then return nil, "closed" end
+  local ok, err = self.f:write(...)
+  if not ok then return nil, err end
+  self.f:flush()
+  return true
+end
+
+function FileStream:close()
+  self.closed = true
+  return true
+end
+FileStream.__close = FileStream.close
+
+function FileStream:peername()
+  return nil, "ENOTSOCK: not a TCP stream"
+end
+
+-- corun.stdin, corun.stdout, corun.stderr: streams over fds 0, 1 and 2,
+-- made on first use.
+local stdio = { stdin = { 0, io.stdin }, stdout = { 1, io.stdout },
+                stderr = { 2, io.stderr } }
+setmetatable(corun, { __index = function(t, k)
+  local std = stdio[k]
+  if std == nil then return nil end
+  local s, err = core.stdio(std[1])
+  if s == false then
+    s = setmetatable({ f = std[2], buf = "" }, FileStream)
+  elseif s == nil then
+    error("corun." .. k .. ": " .. err, 2)
+  end
+  rawset(t, k, s)
+  return s
+end })
+
 corun.redis = require "corun.redis"
 
 --[[ processes ]]
