@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test/run.sh: every test of corun, as `make test` runs it (after building
 # build/ and build-asan/). Stages: C unit tests, the busted specs, the
-# examples with their output checked, the rock (luarocks make / pack /
+# examples with their output checked, the code blocks of docs/ (their
+# `-->` lines checked, test/doc_examples.lua), the rock (luarocks make / pack /
 # install, offline), the specs again under ASan+UBSan, the thread and
 # channel specs under ThreadSanitizer, the codec fuzzer, and valgrind on
 # the runner. The specs run under build*/bin/corun-busted (busted under
@@ -91,6 +92,17 @@ for exp in examples/*.expected; do
   else cat "$out.diff" "$out.err"; bad "example $name"; fi
   rm -f "$out" "$out.err" "$out.diff"
 done
+
+stage "docs: the checked examples of docs/*.md"
+# Each ```lua block with `-->` lines runs and must print them (see
+# test/doc_examples.lua); the Redis ones use CORUN_REDIS_URL.
+while IFS= read -r line; do
+  case "$line" in
+    "ok - "*) ok "doc ${line#ok - }" ;;
+    "FAILED - "*) bad "doc ${line#FAILED - }" ;;
+    *) echo "$line" ;;
+  esac
+done < <(lua5.4 test/doc_examples.lua build/bin/corun 2>&1)
 
 stage "rock: luarocks make, pack and install (offline)"
 if bash test/rock.sh; then ok "rock"; else bad "rock"; fi
