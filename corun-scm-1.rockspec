@@ -25,5 +25,6 @@ build = {
     LUADIR = "$(LUADIR)",
     LIBDIR = "$(LIBDIR)",
     BINDIR = "$(BINDIR)",
+    CORUN_LUA_INTERP = "$(LUA)",
   },
 }

@@ -144,6 +144,7 @@ struct cr_loop {
   unsigned char stop_flag;
   unsigned char closed;
   unsigned char sigint_on;
+  unsigned char script;       /* the runner's run: corun.run joins instead */
 };
 
 /* Shareable handles: C objects with an atomic reference count, seen from
@@ -299,6 +300,8 @@ void cr_task_timer(cr_loop *lp, cr_task *t);
 cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs);
 int cr_task_cancel(lua_State *L, cr_task *t, int msgidx);
 void cr_task_report(lua_State *L, cr_loop *lp);
+int cr_task_pushfirstfailure(lua_State *L, cr_loop *lp);
+void cr_task_pushblocked(lua_State *L, cr_loop *lp);
 void cr_task_finish_all(lua_State *L, cr_loop *lp);
 void cr_task_retrieved(lua_State *L, cr_task *t);
 void cr_task_setname(lua_State *L, int tidx);

@@ -533,37 +533,57 @@ static void teardown(lua_State *L, cr_loop *lp) {
   lp->main = NULL;
 }
 
+/* Raise "file:line: msg" at the caller of corun.run (level 2: core.run
+** is called by corun.run in init.lua). 'msg' is on top. */
+static int runerror(lua_State *L) {
+  luaL_where(L, 2);
+  lua_insert(L, -2);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 /* Why the main task did not finish ('unfinished' is CR_PENDING when it
-** did not), as corun.run raises it. */
-static int run_error(lua_State *L, int unfinished, int stopped) {
+** did not), as corun.run raises it; 'report' is the index of the blocked
+** tasks' report (a deadlock) or 0. */
+static int run_error(lua_State *L, int unfinished, int stopped, int report) {
   if (unfinished != CR_PENDING) return 0;
   if (stopped)
     lua_pushliteral(L,
         "corun.run: the loop was stopped before the main task finished");
-  else
+  else {
     lua_pushliteral(L, "corun.run: deadlock: the main task is blocked and "
                        "nothing left can wake it");
-  return lua_error(L);
+    if (report != 0) {
+      lua_pushvalue(L, report);
+      lua_concat(L, 2);
+    }
+  }
+  return runerror(L);
 }
 
 /* core.run(mode, fn, ...): mode is a string of words: "virtual" (virtual
 ** clock), "script" (the runner: keep going after main, SIGINT handling,
-** return an exit status instead of raising). */
+** return an exit status instead of raising), "strict" (an error of a task
+** nobody retrieved fails the run, as busted's corun.async wants). */
 static int loop_run(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
   const char *mode = luaL_optstring(L, 1, "");
   int script = strstr(mode, "script") != NULL;
   int thread = strstr(mode, "thread") != NULL;
-  int stopped, mainidx, status = 0, unfinished;
+  int strict = strstr(mode, "strict") != NULL;
+  int stopped, mainidx, status = 0, unfinished, report = 0;
   cr_task *main;
-  if (lp->running || lp->current != NULL)
-    return luaL_error(L, "corun.run: cannot be called from inside a running "
-                         "loop (spawn a task or join one instead)");
+  if (lp->running || lp->current != NULL) {
+    lua_pushliteral(L, "corun.run: cannot be called from inside a running "
+                       "loop (spawn a task or join one instead)");
+    return runerror(L);
+  }
   main = cr_task_spawn(L, lp, 2, lua_gettop(L) - 2);
   mainidx = lua_gettop(L);
   lua_pushliteral(L, "main");
   cr_task_setname(L, mainidx);
   lp->running = 1;
+  lp->script = (unsigned char)script;
   lp->stop_flag = 0;
   lp->sigints = 0;
   lp->main = main;
@@ -576,13 +596,18 @@ static int loop_run(lua_State *L) {
   if (script && !stopped && main->status == CR_DONE)
     stopped = cr_loop_run(L, lp, 0, NULL);
   unfinished = main->status;
+  if (unfinished == CR_PENDING && !stopped && lp->sigints == 0) {
+    cr_task_pushblocked(L, lp);  /* before teardown cancels them */
+    report = lua_gettop(L);
+  }
   teardown(L, lp);
   cr_loop_sigint(lp, 0);
   lp->virtual_clock = 0;
   lp->running = 0;
+  lp->script = 0;
   if (script) {
-    if (main->status == CR_FAILED ||
-        (main->status == CR_CANCELLED_ST && lp->sigints == 0)) {
+    if (unfinished != CR_PENDING && (main->status == CR_FAILED ||
+        (main->status == CR_CANCELLED_ST && lp->sigints == 0))) {
       cr_task_retrieved(L, main);  /* a Cancelled error not from SIGINT */
       lua_getiuservalue(L, mainidx, CR_TUV_VALUE);
       fprintf(stderr, "corun: %s\n", luaL_tolstring(L, -1, NULL));
@@ -592,23 +617,43 @@ static int loop_run(lua_State *L) {
     if (lp->failures > 0) status = 1;
     if (lp->sigints > 0) status = 130;
     else if (unfinished == CR_PENDING) {
-      fprintf(stderr, "corun: %s\n", stopped
+      fprintf(stderr, "corun: %s%s\n", stopped
               ? "the loop was stopped before the main chunk finished"
               : "deadlock: the main chunk is blocked and nothing left can "
-                "wake it");
+                "wake it",
+              report != 0 ? lua_tostring(L, report) : "");
       status = 1;
     }
+    fflush(stderr);
     lp->failures = 0;
     lua_pushinteger(L, status);
     return 1;
   }
   if (main->status == CR_FAILED) cr_task_retrieved(L, main);
+  if (strict && main->status == CR_DONE && cr_task_pushfirstfailure(L, lp)) {
+    int first = lua_gettop(L);
+    cr_task_report(L, lp);
+    lp->failures = 0;
+    lua_pushliteral(L, "corun.run: an error nobody retrieved: ");
+    lua_pushvalue(L, first);
+    lua_concat(L, 2);
+    return runerror(L);
+  }
   cr_task_report(L, lp);
   lp->failures = 0;
   if (thread && stopped && unfinished == CR_PENDING)
     return 0;  /* loop:stop() ends a thread's loop normally */
-  run_error(L, unfinished, stopped);
+  run_error(L, unfinished, stopped, report);
   return cr_task_pushresults(L, main, mainidx);
+}
+
+/* core.script_main(): true inside the runner's main task itself, where
+** corun.run runs its function as a task on the running loop. */
+static int loop_script_main(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  lua_pushboolean(L, lp->running && lp->script && lp->main != NULL &&
+                     lp->current == lp->main && lp->main->co == L);
+  return 1;
 }
 
 static int loop_time(lua_State *L) {
@@ -632,6 +677,7 @@ void cr_loop_open_lib(lua_State *L) {
     {"time", loop_time},
     {"stop", loop_stop},
     {"running", loop_running},
+    {"script_main", loop_script_main},
     {"call_soon", loop_call_soon},
     {"call_later", loop_call_later},
     {"call_at", loop_call_at},

@@ -3,8 +3,8 @@
 ** The corun runner: runs a Lua script as the main task of a corun loop.
 **   corun script.lua args...   corun -e CODE args...   corun - args...
 ** Exit status: 0 when all went well, 1 when the main chunk or any task
-** failed with an error nobody retrieved, 130 after SIGINT, 2 for a usage
-** error or a script that cannot be read.
+** failed with an error nobody retrieved (or a deadlock), 130 after SIGINT,
+** 2 for a usage error or a script that cannot be read.
 */
 
 #include <limits.h>
@@ -21,13 +21,18 @@ int luaopen_corun_core(lua_State *L);
 
 static const char *usage =
   "usage: corun [options] [script [args...]]\n"
-  "  script     run this Lua file as the main task ('-' reads stdin)\n"
-  "  -e CODE    run CODE as the main task\n"
-  "  --version  print the version and exit\n"
-  "  --help     print this help and exit\n"
-  "The process lives while tasks, timers or I/O remain; it exits 0 when all\n"
-  "went well, 1 when a task failed with an error nobody retrieved, 130\n"
-  "after SIGINT.\n";
+  "  script [args...]   run this Lua file as the main task, with arg[1..]\n"
+  "                     the args ('-' reads the script from stdin)\n"
+  "  -e CODE [args...]  run CODE as the main task, with arg[1..] the args\n"
+  "  -v, --version      print the version and exit\n"
+  "  -h, --help         print this help and exit\n"
+  "The process lives while tasks, timers or I/O remain. Exit status: 0 when\n"
+  "all went well, 1 when the script or a task failed with an error nobody\n"
+  "retrieved (or a deadlock), 2 for a usage error (no script, an unknown\n"
+  "option, -e without CODE) or a script that cannot be read, 130 after\n"
+  "SIGINT.\n"
+  "Specs: corun-busted [busted options] [specs...] runs busted under Lua 5.4\n"
+  "with corun on the path.\n";
 
 /* Directory of this executable, for finding the installed Lua files. */
 static int exedir(char *buf, size_t size) {

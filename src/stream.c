@@ -138,8 +138,22 @@ static void consume(lua_State *L, cr_stream *s, size_t n, size_t skip) {
   s->pos += n + skip;
 }
 
+/* Offset of the first 'dl'-byte delimiter 'd' in p[0..n), or -1. */
+static long find_delim(const char *p, size_t n, const char *d, size_t dl) {
+  const char *q = p, *end = p + n;
+  if (dl == 0 || n < dl) return -1;
+  while ((q = (const char *)memchr(q, d[0], (size_t)(end - q))) != NULL) {
+    if ((size_t)(end - q) < dl) return -1;
+    if (memcmp(q, d, dl) == 0) return (long)(q - p);
+    q++;
+  }
+  return -1;
+}
+
 /* Try to answer a read now: 1 (result pushed), or 0 (more data needed).
-** fmt: 'n' (exactly 'n' bytes, fewer at EOF), 'l'/'L' (a line), 'a'. */
+** fmt: 'n' (exactly 'n' bytes, fewer at EOF), 'l' (a line without its
+** end, "\n" or "\r\n"), 'L' (a line with its end as it came), 'a', 'u'
+** (up to the delimiter at index 2, which is consumed but not returned). */
 static int answer(lua_State *L, cr_stream *s, int fmt, size_t n) {
   size_t avail = s->len - s->pos;
   int done = s->eof || s->err != 0 || s->closed;
@@ -149,11 +163,20 @@ static int answer(lua_State *L, cr_stream *s, int fmt, size_t n) {
       return 1;
     }
   }
-  else if (fmt == 'l' || fmt == 'L') {
-    char *nl = avail > 0 ? (char *)memchr(s->buf + s->pos, '\n', avail) : NULL;
-    if (nl != NULL) {
-      size_t k = (size_t)(nl - (s->buf + s->pos));
-      consume(L, s, fmt == 'L' ? k + 1 : k, fmt == 'L' ? 0 : 1);
+  else if (fmt == 'l' || fmt == 'L' || fmt == 'u') {
+    size_t dl = 1;
+    const char *d = "\n";
+    long k;
+    if (fmt == 'u') d = lua_tolstring(L, 2, &dl);
+    k = avail > 0 ? find_delim(s->buf + s->pos, avail, d, dl) : -1;
+    if (k >= 0) {
+      size_t m = (size_t)k;
+      if (fmt == 'L')
+        consume(L, s, m + 1, 0);
+      else if (fmt == 'l' && m > 0 && s->buf[s->pos + m - 1] == '\r')
+        consume(L, s, m - 1, 2);
+      else
+        consume(L, s, m, dl);
       return 1;
     }
     if (done && avail > 0) {
@@ -193,7 +216,7 @@ static int parsefmt(lua_State *L, int arg, size_t *n) {
 
 static int read_k(lua_State *L, int status, lua_KContext ctx);
 
-/* The frame is [stream, fmt, deadline] (deadline < 0: none). */
+/* The frame is [stream, fmt or delimiter, deadline] (deadline < 0: none). */
 static int read_(lua_State *L, cr_stream *s, int fmt, size_t n) {
   int r;
   cr_task *t;
@@ -203,20 +226,21 @@ static int read_(lua_State *L, cr_stream *s, int fmt, size_t n) {
     return 1;
   }
   if ((r = answer(L, s, fmt, n)) != 0) return r;
-  t = cr_task_enter(L, s->loop, "read");
+  t = cr_task_enter(L, s->loop, fmt == 'u' ? "read_until" : "read");
   if ((r = startreading(s)) != 0) return cr_pusherror(L, r);
   if (deadline >= 0) {
     timeout = deadline - cr_loop_now(s->loop);
     if (timeout < 0) timeout = 0;
   }
-  return cr_task_park(L, t, &s->readers, timeout, 0, read_k);
+  return cr_task_park(L, t, &s->readers, timeout, (lua_KContext)fmt, read_k);
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
   cr_stream *s = checkstream(L);
   size_t n = 0;
-  int fmt = parsefmt(L, 2, &n);
-  (void)status; (void)ctx;
+  int fmt = (int)ctx;
+  (void)status;
+  if (fmt == 'n') parsefmt(L, 2, &n);
   lua_settop(L, 3);
   if (s->loop->current->outcome != CR_OK && cr_list_empty(&s->readers))
     stopreading(s);  /* nobody waits: do not keep the loop alive */
@@ -250,6 +274,65 @@ static int stream_read(lua_State *L) {
     return 2;
   }
   return read_(L, s, fmt, n);
+}
+
+/* stream:read_until(delim, [timeout]): the data before the next 'delim'
+** (which is consumed), or what is left at the end of the stream. */
+static int stream_read_until(lua_State *L) {
+  cr_stream *s = checkstream(L);
+  size_t dl;
+  double timeout;
+  luaL_checklstring(L, 2, &dl);
+  luaL_argcheck(L, dl > 0, 2, "delimiter must not be empty");
+  timeout = cr_opttimeout(L, 3);
+  lua_settop(L, 2);
+  lua_pushnumber(L, timeout < 0 ? -1 : cr_loop_now(s->loop) + timeout);
+  if (s->closed && s->len == s->pos) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  return read_(L, s, 'u', 0);
+}
+
+/* Push host and port of address 'sa'; returns 2 (or nil, err). */
+static int pushaddr(lua_State *L, const struct sockaddr_storage *sa) {
+  char host[64];
+  int port, r;
+  if (sa->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    r = uv_ip6_name(a, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  else {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    r = uv_ip4_name(a, host, sizeof host);
+    port = ntohs(a->sin_port);
+  }
+  if (r != 0) return cr_pusherror(L, r);
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+/* stream:peername() -> host, port of a TCP stream's peer, or nil, err. */
+static int stream_peername(lua_State *L) {
+  cr_stream *s = checkstream(L);
+  struct sockaddr_storage sa;
+  int len = sizeof sa, r;
+  if (s->h == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (s->h->type != UV_TCP) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "ENOTSOCK: not a TCP stream");
+    return 2;
+  }
+  r = uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&sa, &len);
+  if (r != 0) return cr_pusherror(L, r);
+  return pushaddr(L, &sa);
 }
 
 /* }================================================================= */
@@ -544,6 +627,7 @@ typedef struct cr_server {
   uv_tcp_t *tcp;              /* owned: freed in its close callback */
   int ref;                    /* anchor while listening */
   int port;
+  char host[64];              /* the bound address */
 } cr_server;
 
 #define CR_SERVER_MT "corun.server"
@@ -562,6 +646,10 @@ static int accept_p(lua_State *L) {
   lua_getiuservalue(L, -1, 1);  /* the handler */
   cr_stream_push(L, sv->loop, (uv_stream_t *)c);
   cr_task_spawn(L, sv->loop, lua_gettop(L) - 1, 1);
+  lua_getiuservalue(L, -4, 2);  /* the handlers' tasks (weak keys) */
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
   return 0;
 }
 
@@ -590,8 +678,28 @@ static void server_stop(lua_State *L, cr_server *sv) {
   }
 }
 
+/* server:close([opts]): stop accepting; with {cancel = true} also cancel
+** the handlers still running. */
 static int server_close(lua_State *L) {
-  server_stop(L, checkserver(L));
+  cr_server *sv = checkserver(L);
+  int cancel = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "cancel");
+    cancel = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  server_stop(L, sv);
+  if (cancel) {
+    lua_getiuservalue(L, 1, 2);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      cr_task *t = cr_testobj(L, -2, cr_task, CR_TASK_MAGIC);
+      lua_pop(L, 1);
+      if (t != NULL) cr_task_cancel(L, t, 0);
+    }
+    lua_pop(L, 1);
+  }
   return 0;
 }
 
@@ -599,6 +707,7 @@ static int server_index(lua_State *L) {
   cr_server *sv = checkserver(L);
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "port") == 0) lua_pushinteger(L, sv->port);
+  else if (strcmp(k, "host") == 0) lua_pushstring(L, sv->host);
   else if (strcmp(k, "close") == 0) lua_pushcfunction(L, server_close);
   else lua_pushnil(L);
   return 1;
@@ -634,13 +743,19 @@ static int tcp_listen(lua_State *L) {
     backlog = (int)luaL_optinteger(L, -1, 511);
     lua_pop(L, 1);
   }
-  sv = (cr_server *)lua_newuserdatauv(L, sizeof *sv, 1);
+  sv = (cr_server *)lua_newuserdatauv(L, sizeof *sv, 2);
   memset(sv, 0, sizeof *sv);
   sv->ref = LUA_NOREF;
   sv->loop = lp;
   luaL_setmetatable(L, CR_SERVER_MT);
   lua_pushvalue(L, 3);
   lua_setiuservalue(L, -2, 1);
+  lua_createtable(L, 0, 0);  /* the handlers' tasks: weak keys */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setiuservalue(L, -2, 2);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -670,7 +785,57 @@ static int tcp_listen(lua_State *L) {
   sv->port = ntohs(name.ss_family == AF_INET6
                    ? ((struct sockaddr_in6 *)&name)->sin6_port
                    : ((struct sockaddr_in *)&name)->sin_port);
+  if (name.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&name, sv->host, sizeof sv->host);
+  else
+    uv_ip4_name((struct sockaddr_in *)&name, sv->host, sizeof sv->host);
   sv->ref = cr_loop_anchor(L, lp, CR_LUV_HANDLES, -1);
+  return 1;
+}
+
+/* {=================================================================
+** Standard streams: core.stdio(fd) over fd 0, 1 or 2 when it is a tty or
+** a pipe; false when it is a regular file (which never blocks for long).
+** ================================================================== */
+
+static int stream_stdio(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  uv_handle_type type;
+  uv_stream_t *h;
+  int r;
+  luaL_argcheck(L, fd >= 0 && fd <= 2, 1, "fd must be 0, 1 or 2");
+  type = uv_guess_handle((int)fd);
+  if (type == UV_TTY) {
+    uv_tty_t *tty = (uv_tty_t *)malloc(sizeof *tty);
+    if (tty == NULL) return luaL_error(L, "not enough memory");
+    if ((r = uv_tty_init(&lp->uv, tty, (int)fd, 0)) != 0) {
+      free(tty);
+      return cr_pusherror(L, r);
+    }
+    h = (uv_stream_t *)tty;
+  }
+  else if (type == UV_NAMED_PIPE || type == UV_TCP) {
+    uv_pipe_t *p = (uv_pipe_t *)malloc(sizeof *p);
+    if (p == NULL) return luaL_error(L, "not enough memory");
+    uv_pipe_init(&lp->uv, p, 0);
+    if ((r = uv_pipe_open(p, (int)fd)) != 0) {
+      uv_close((uv_handle_t *)p, on_close_free);
+      return cr_pusherror(L, r);
+    }
+    h = (uv_stream_t *)p;
+  }
+  else if (type == UV_FILE) {
+    lua_pushboolean(L, 0);  /* the Lua layer reads and writes it with io */
+    return 1;
+  }
+  else {
+    lua_pushnil(L);
+    lua_pushfstring(L, "EBADF: fd %d is not a terminal, a pipe or a file",
+                    (int)fd);
+    return 2;
+  }
+  cr_stream_push(L, lp, h);
   return 1;
 }
 
@@ -688,6 +853,7 @@ void cr_stream_open_lib(lua_State *L) {
   };
   static const luaL_Reg methods[] = {
     {"read", stream_read}, {"write", stream_write}, {"close", stream_close},
+    {"read_until", stream_read_until}, {"peername", stream_peername},
     {"_ref", stream_ref}, {NULL, NULL}
   };
   static const luaL_Reg svmeta[] = {
@@ -697,6 +863,9 @@ void cr_stream_open_lib(lua_State *L) {
   lua_newtable(L);
   cr_setfuncs(L, tcp, loopidx);
   lua_setfield(L, -2, "tcp");
+  lua_pushvalue(L, loopidx);
+  lua_pushcclosure(L, stream_stdio, 1);
+  lua_setfield(L, -2, "stdio");
   cr_newclass(L, CR_STREAM_MT, meta, methods, loopidx);
   luaL_newmetatable(L, CR_SERVER_MT);
   cr_setfuncs(L, svmeta, loopidx);

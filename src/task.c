@@ -605,6 +605,29 @@ void cr_task_report(lua_State *L, cr_loop *lp) {
   lua_pop(L, 1);
 }
 
+/* Push "task 'name' failed: err" for one failed task whose error nobody
+** retrieved and return 1, or return 0 when there is none. */
+int cr_task_pushfirstfailure(lua_State *L, cr_loop *lp) {
+  int top = lua_gettop(L);
+  cr_task *t;
+  (void)lp;
+  cr_loop_pushanchors(L, CR_LUV_FAILED);
+  lua_pushnil(L);
+  if (lua_next(L, top + 1) == 0) {
+    lua_settop(L, top);
+    return 0;
+  }
+  t = (cr_task *)lua_touserdata(L, -1);
+  pushname(L, t, top + 3);
+  lua_getiuservalue(L, top + 3, CR_TUV_VALUE);
+  luaL_tolstring(L, -1, NULL);
+  lua_pushfstring(L, "task '%s' failed: %s", lua_tostring(L, top + 4),
+                  lua_tostring(L, -1));
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+  return 1;
+}
+
 static int task_gc(lua_State *L) {
   cr_task *t = (cr_task *)lua_touserdata(L, 1);
   if (t->status == CR_FAILED) report(L, t, 1);
@@ -945,6 +968,54 @@ static int task_dump_string(lua_State *L) {
   }
   luaL_pushresult(&b);
   return 1;
+}
+
+/* Add to 'b' where blocked task 't' waits: the function it is suspended
+** in and the object that function was called on (its first argument). */
+static void addwait(lua_State *L, luaL_Buffer *b, cr_task *t) {
+  lua_Debug ar;
+  const char *name;
+  if (!lua_getstack(t->co, 0, &ar) || !lua_getinfo(t->co, "Sn", &ar))
+    return;
+  if (ar.name != NULL) {
+    lua_pushfstring(L, " waiting in '%s'", ar.name);
+    luaL_addvalue(b);
+  }
+  if (*ar.what == 'C' && (name = lua_getlocal(t->co, &ar, 1)) != NULL) {
+    lua_xmove(t->co, L, 1);
+    luaL_tolstring(L, -1, NULL);
+    lua_remove(L, -2);
+    lua_pushfstring(L, " on %s", lua_tostring(L, -1));
+    lua_remove(L, -2);
+    luaL_addvalue(b);
+  }
+}
+
+/* Push a report of every live task (a deadlock: all of them are blocked):
+** one line each with what it waits on, then its stack, as Go prints its
+** goroutines when it finds a deadlock. */
+void cr_task_pushblocked(lua_State *L, cr_loop *lp) {
+  luaL_Buffer b;
+  int i, n = pushlive(L, lp), list = lua_gettop(L);
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    cr_task *t;
+    lua_rawgeti(L, list, i);
+    t = (cr_task *)lua_touserdata(L, -1);
+    lua_pushcfunction(L, task_tostring);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    luaL_addstring(&b, "\n");
+    luaL_addvalue(&b);
+    if (t->started && t->co != NULL) {
+      addwait(L, &b, t);
+      luaL_addchar(&b, '\n');
+      luaL_traceback(L, t->co, NULL, 0);
+      luaL_addvalue(&b);
+    }
+  }
+  luaL_pushresult(&b);
+  lua_remove(L, list);
 }
 
 void cr_task_open_lib(lua_State *L) {

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # test/run.sh: every test of corun, as `make test` runs it (after building
 # build/ and build-asan/). Stages: C unit tests, the busted specs, the
-# examples with their output checked, the rock (luarocks make / pack /
+# examples with their output checked, the code blocks of docs/ (their
+# `-->` lines checked, test/doc_examples.lua), the rock (luarocks make / pack /
 # install, offline), the specs again under ASan+UBSan, the thread and
 # channel specs under ThreadSanitizer, the codec fuzzer, and valgrind on
-# the runner. Prints busted's summaries and ends with
-# "N passed, M failed".
+# the runner. The specs run under build*/bin/corun-busted (busted under
+# lua5.4 with that build's corun on the path). Prints busted's summaries
+# and ends with "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -49,7 +51,7 @@ trap 'exit 143' TERM
 redis_start build/bin/corun || true
 
 stage "specs"
-busted_stage "specs" lua5.4 /usr/bin/busted
+busted_stage "specs" build/bin/corun-busted
 
 stage "examples"
 for exp in examples/*.expected; do
@@ -61,6 +63,17 @@ for exp in examples/*.expected; do
   rm -f "$out" "$out.err" "$out.diff"
 done
 
+stage "docs: the checked examples of docs/*.md"
+# Each ```lua block with `-->` lines runs and must print them (see
+# test/doc_examples.lua); the Redis ones use CORUN_REDIS_URL.
+while IFS= read -r line; do
+  case "$line" in
+    "ok - "*) ok "doc ${line#ok - }" ;;
+    "FAILED - "*) bad "doc ${line#FAILED - }" ;;
+    *) echo "$line" ;;
+  esac
+done < <(lua5.4 test/doc_examples.lua build/bin/corun 2>&1)
+
 stage "rock: luarocks make, pack and install (offline)"
 if bash test/rock.sh; then ok "rock"; else bad "rock"; fi
 
@@ -71,7 +84,7 @@ LUA_CPATH="$ROOT/build-asan/?.so;;" CORUN_BIN="$ROOT/build-asan/bin/corun" \
 LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  busted_stage "specs (asan)" lua5.4 /usr/bin/busted --cpath="build-asan/?.so"
+  busted_stage "specs (asan)" build-asan/bin/corun-busted --cpath="build-asan/?.so"
 
 stage "examples under AddressSanitizer + LeakSanitizer (the runner)"
 for exp in examples/*.expected; do
@@ -118,7 +131,7 @@ then
   LUA_CPATH="$ROOT/build-tsan/?.so;;" CORUN_BIN="$ROOT/build-tsan/bin/corun" \
   LD_PRELOAD="$(gcc -print-file-name=libtsan.so):$ROOT/build-tsan/tsan_longjmp.so" \
   TSAN_OPTIONS="halt_on_error=1 report_signal_unsafe=0 suppressions=$ROOT/test/tsan.supp" \
-    busted_stage "specs (tsan)" lua5.4 /usr/bin/busted \
+    busted_stage "specs (tsan)" build-tsan/bin/corun-busted \
       --cpath="build-tsan/?.so" spec/thread_spec.lua spec/channel_spec.lua
 else tail -40 "$tsanlog"; bad "build-tsan"; fi
 rm -f "$tsanlog"

@@ -52,8 +52,27 @@ end
 
 --[[ run ]]
 
+-- Inside the runner's main chunk, corun.run(fn, ...) runs fn as a task on
+-- the running loop and returns its results (asyncio.run-style scripts).
+local script_main = core.script_main
+
+local function run_in_script(opts, ...)
+  if type(opts) == "table" and not callable(opts) then
+    if opts.clock == "virtual" then
+      error("corun.run: the runner's loop has a real clock (run the script "
+            .. "with lua5.4 for a virtual one)", 3)
+    end
+    return run_in_script(...)
+  end
+  if not callable(opts) then
+    argerror("run", 1, ("function expected, got %s"):format(type(opts)), 4)
+  end
+  return spawn(opts, ...):join()
+end
+
 -- corun.run([opts,] fn, ...): fn runs as the main task of a fresh run.
 function corun.run(opts, ...)
+  if script_main() then return run_in_script(opts, ...) end
   local mode = ""
   if type(opts) == "table" and not callable(opts) then
     if opts.clock ~= nil and opts.clock ~= "virtual" and opts.clock ~= "real" then
@@ -73,19 +92,51 @@ end
 
 --[[ combinators ]]
 
+-- Futures (pool:submit, corun.thread, process pools) in combinators: each
+-- is waited for by a task of its own, which returns pack(pcall(wait)) so
+-- that a job's error stays the future's (reported once, by the future).
+local function is_future(v)
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__name == "corun.future"
+end
+
+local function wait_future(f)
+  return pack(pcall(f.wait, f))
+end
+
+-- The tasks for items[1..n] (tasks; functions, spawned; futures, waited
+-- for by a task), and nil or a table from such a waiter task to its future.
 local function tasks_of(fname, items, n)
-  local tasks = {}
+  local tasks, futures = {}, nil
   for i = 1, n do
     local v = items[i]
     if is_task(v) then
       tasks[i] = v
     elseif callable(v) then
       tasks[i] = spawn(v)
+    elseif is_future(v) then
+      tasks[i] = spawn(wait_future, v)
+      futures = futures or {}
+      futures[tasks[i]] = v
     else
-      argerror(fname, i, ("task or function expected, got %s"):format(type(v)), 4)
+      argerror(fname, i, ("task, function or future expected, got %s")
+               :format(type(v)), 4)
     end
   end
-  return tasks
+  return tasks, futures
+end
+
+-- Finished task t failed (for a future's waiter: the future failed).
+local function failed_item(t, futures)
+  if futures ~= nil and futures[t] ~= nil then
+    return not t:result()[1]
+  end
+  return failed(t)
+end
+
+-- What a combinator hands back for task t: t, or the future it waited for.
+local function shown(t, futures)
+  return futures ~= nil and futures[t] or t
 end
 
 -- A queue that receives each of tasks[1..n] as it finishes.
@@ -97,11 +148,11 @@ end
 
 -- Take n finished tasks from q; stop at the first failure unless
 -- return_errors, and return that task.
-local function collect(q, n, return_errors)
+local function collect(q, n, return_errors, futures)
   local get = q.get
   for _ = 1, n do
     local t = get(q)
-    if not return_errors and failed(t) then return t end
+    if not return_errors and failed_item(t, futures) then return t end
   end
 end
 
@@ -109,47 +160,57 @@ end
 function corun.gather(...)
   local items, n, opts = pack(...), select("#", ...), nil
   local first = items[1]
-  if n <= 2 and type(first) == "table" and not callable(first) then
+  if n <= 2 and type(first) == "table" and not callable(first)
+     and not is_future(first) then
     opts = items[2] or {}
     items = first
     n = #items
   end
-  local tasks = tasks_of("gather", items, n)
+  local tasks, futures = tasks_of("gather", items, n)
   local q = completion_queue(tasks, n)
-  local ok, bad = pcall(collect, q, n, opts ~= nil and opts.return_errors)
+  local ok, bad = pcall(collect, q, n, opts ~= nil and opts.return_errors,
+                        futures)
   if not ok then    -- gather itself was cancelled: so are its children
     cancel_all(tasks, n)
     error(bad, 0)
   end
   if bad then
     cancel_all(tasks, n)
+    if futures and futures[bad] then error(bad:result()[2], 0) end
     bad:result()    -- re-raises the failure
   end
-  return core.firsts(tasks, n)
+  local res = core.firsts(tasks, n)
+  if futures then
+    for i = 1, n do
+      if futures[tasks[i]] then res[i] = res[i][2] end
+    end
+  end
+  return res
 end
 
-local function in_order(tasks, n, pick)
+local function in_order(tasks, n, pick, futures)
   local yes, no = {}, {}
   for i = 1, n do
     local t = tasks[i]
-    if pick(t) then yes[#yes + 1] = t else no[#no + 1] = t end
+    if pick(t) then yes[#yes + 1] = shown(t, futures)
+    else no[#no + 1] = shown(t, futures) end
   end
   return yes, no
 end
 
--- wait(tasks, {timeout =, return_when = "all" | "first" | "first_error"})
-function corun.wait(tasks, opts)
-  if type(tasks) ~= "table" then argerror("wait", 1, "list of tasks expected") end
+-- wait(items, {timeout =, return_when = "all" | "first" | "first_error"})
+function corun.wait(items, opts)
+  if type(items) ~= "table" then
+    argerror("wait", 1, "list of tasks, functions or futures expected")
+  end
   opts = opts or {}
   local when = opts.return_when or "all"
   if when ~= "all" and when ~= "first" and when ~= "first_error" then
     argerror("wait", 2, "return_when must be \"all\", \"first\" or \"first_error\"")
   end
   check_timeout("wait", 2, opts.timeout)
-  local n = #tasks
-  for i = 1, n do
-    if not is_task(tasks[i]) then argerror("wait", 1, ("item %d is not a task"):format(i)) end
-  end
+  local n = #items
+  local tasks, futures = tasks_of("wait", items, n)
   local q = completion_queue(tasks, n)
   local deadline = opts.timeout and time() + opts.timeout
   local finished = 0
@@ -157,17 +218,20 @@ function corun.wait(tasks, opts)
     local t = q:get(deadline and math.max(0, deadline - time()))
     if t == nil then break end
     finished = finished + 1
-    if when == "first" or (when == "first_error" and failed(t)) then break end
+    if when == "first" or (when == "first_error" and failed_item(t, futures))
+    then break end
   end
-  return in_order(tasks, n, function(t) return t:done() end)
+  return in_order(tasks, n, function(t) return t:done() end, futures)
 end
 
--- for t in as_completed(tasks, [timeout]) do ... end
-function corun.as_completed(tasks, timeout)
-  if type(tasks) ~= "table" then argerror("as_completed", 1, "list of tasks expected") end
+-- for t in as_completed(items, [timeout]) do ... end
+function corun.as_completed(items, timeout)
+  if type(items) ~= "table" then
+    argerror("as_completed", 1, "list of tasks, functions or futures expected")
+  end
   check_timeout("as_completed", 2, timeout)
-  local n = #tasks
-  local list = tasks_of("as_completed", tasks, n)
+  local n = #items
+  local list, futures = tasks_of("as_completed", items, n)
   local q = completion_queue(list, n)
   local deadline = timeout and time() + timeout
   local left = n
@@ -176,7 +240,7 @@ function corun.as_completed(tasks, timeout)
     local t = q:get(deadline and math.max(0, deadline - time()))
     if t == nil then error(core.timeout_error(timeout), 2) end
     left = left - 1
-    return t
+    return shown(t, futures)
   end
 end
 
@@ -341,15 +405,131 @@ function corun.tcp.listen(host, port, handler, opts)
     return handler(stream)
   end, opts)
 end
--- corun.redis loads on first use: corun may be built without hiredis, and
--- then only code that uses Redis hears about it.
-setmetatable(corun, {__index = function(t, k)
-  if k == "redis" then
-    local m = require "corun.redis"
+--[[ streams ]]
+
+local Stream = core.methods("corun.stream")
+
+-- for line in stream:lines([fmt]) do ... end: read(fmt) (default "l")
+-- until the end of the stream; an I/O error is raised.
+function Stream:lines(fmt)
+  fmt = fmt or "l"
+  return function()
+    local v, err = self:read(fmt)
+    if v == nil and err ~= nil and err ~= "closed" then error(err, 2) end
+    return v
+  end
+end
+
+-- A standard stream redirected to a regular file: the stream API over the
+-- io file (reading or writing a file does not wait for a peer).
+local FileStream = { lines = Stream.lines }
+FileStream.__index = FileStream
+
+function FileStream:_fill()
+  local c = self.f:read(4096)
+  if c == nil then return false end
+  self.buf = self.buf .. c
+  return true
+end
+
+-- Up to delimiter d; fmt "l" also drops a "\r" before it, "L" keeps it.
+function FileStream:_until(d, fmt)
+  local from = 1
+  while true do
+    local i = self.buf:find(d, from, true)
+    if i then
+      local j, r = i + #d - 1, nil
+      if fmt == "L" then r = self.buf:sub(1, j)
+      elseif fmt == "l" and i > 1 and self.buf:byte(i - 1) == 13 then
+        r = self.buf:sub(1, i - 2)
+      else r = self.buf:sub(1, i - 1) end
+      self.buf = self.buf:sub(j + 1)
+      return r
+    end
+    from = math.max(1, #self.buf - #d + 2)
+    if not self:_fill() then
+      if self.buf == "" then return nil end
+      local r = self.buf
+      self.buf = ""
+      return r
+    end
+  end
+end
+
+function FileStream:read(fmt)
+  if self.closed then return nil, "closed" end
+  fmt = fmt or "l"
+  if type(fmt) == "number" then
+    while #self.buf < fmt and self:_fill() do end
+    if self.buf == "" and fmt > 0 then return nil end
+    local r = self.buf:sub(1, fmt)
+    self.buf = self.buf:sub(fmt + 1)
+    return r
+  end
+  fmt = tostring(fmt):gsub("^%*", "")
+  if fmt == "a" then
+    while self:_fill() do end
+    local r = self.buf
+    self.buf = ""
+    return r
+  elseif fmt == "l" or fmt == "L" then
+    return self:_until("\n", fmt)
+  end
+  argerror("read", 1, "invalid format (use a size, \"l\", \"L\" or \"a\")")
+end
+
+function FileStream:read_until(d)
+  if type(d) ~= "string" or d == "" then
+    argerror("read_until", 1, "delimiter must be a non-empty string")
+  end
+  if self.closed then return nil, "closed" end
+  return self:_until(d, "u")
+end
+
+function FileStream:write(...)
+  if self.closed then return nil, "closed" end
+  local ok, err = self.f:write(...)
+  if not ok then return nil, err end
+  self.f:flush()
+  return true
+end
+
+function FileStream:close()
+  self.closed = true
+  return true
+end
+FileStream.__close = FileStream.close
+
+function FileStream:peername()
+  return nil, "ENOTSOCK: not a TCP stream"
+end
+
+-- corun.stdin, corun.stdout, corun.stderr: streams over fds 0, 1 and 2,
+-- made on first use.
+local stdio = { stdin = { 0, io.stdin }, stdout = { 1, io.stdout },
+                stderr = { 2, io.stderr } }
+-- Optional parts load on first use: corun may be built without hiredis,
+-- and then only code that uses Redis hears about it.
+local lazy = { redis = "corun.redis" }
+
+setmetatable(corun, { __index = function(t, k)
+  local name = lazy[k]
+  if name ~= nil then
+    local m = require(name)
     rawset(t, k, m)
     return m
   end
-end})
+  local std = stdio[k]
+  if std == nil then return nil end
+  local s, err = core.stdio(std[1])
+  if s == false then
+    s = setmetatable({ f = std[2], buf = "" }, FileStream)
+  elseif s == nil then
+    error("corun." .. k .. ": " .. err, 2)
+  end
+  rawset(t, k, s)
+  return s
+end })
 
 --[[ processes ]]
 

@@ -16,7 +16,7 @@ local spawn = core.spawn
 
 --[[ futures: an event and the outcome ]]
 
-local Future = {}
+local Future = { __name = "corun.future" }  -- combinators accept futures
 Future.__index = Future
 
 local function future()
