@@ -2,7 +2,8 @@
 #   make run     install what is missing, build, run examples/bread.lua
 #   make test    install what is missing, build (plain and ASan+UBSan), run
 #                every test; ends with "N passed, M failed"
-#   make bench   the benchmark table (bench/README.md)
+#   make bench   the benchmark table (bench/README.md); installs Debian's
+#                nodejs first if there is no node (a column of the table)
 #   make install install corun into /usr/local (module, Lua files, runner)
 
 DEBS := cmake make gcc pkg-config git lua5.4 liblua5.4-dev libuv1-dev \
@@ -11,7 +12,7 @@ DEBS := cmake make gcc pkg-config git lua5.4 liblua5.4-dev libuv1-dev \
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: all deps build build-asan run test bench install clean
+.PHONY: all deps bench-deps build build-asan run test bench install clean
 
 all: build
 
@@ -40,7 +41,16 @@ run: build
 test: build build-asan
 	@bash test/run.sh
 
-bench: build
+# What only the bench needs (not make test): node for the node column.
+bench-deps:
+	@command -v node >/dev/null 2>&1 || { \
+	  echo "installing: nodejs"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs >/dev/null; \
+	}
+
+bench: build bench-deps
 	python3 bench/run.py
 
 install: build
