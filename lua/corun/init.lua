@@ -91,41 +91,16 @@ end
 -- A queue that receives each of tasks[1..n] as it finishes.
 local completion_queue = core.completion_queue
 
-local function cancel_all(tasks, n)
-  for i = 1, n do tasks[i]:cancel() end
-end
-
--- Take n finished tasks from q; stop at the first failure unless
--- return_errors, and return that task.
-local function collect(q, n, return_errors)
-  local get = q.get
-  for _ = 1, n do
-    local t = get(q)
-    if not return_errors and failed(t) then return t end
-  end
-end
-
--- gather(a, b, ...) or gather(list, {return_errors = true})
+-- gather(a, b, ...) or gather(list, {return_errors = true}). The wait is
+-- core.gather (gather.c): joins in list order, failing fast.
+local core_gather = core.gather
 function corun.gather(...)
-  local items, n, opts = pack(...), select("#", ...), nil
-  local first = items[1]
+  local n, first = select("#", ...), ...
   if n <= 2 and type(first) == "table" and not callable(first) then
-    opts = items[2] or {}
-    items = first
-    n = #items
+    local opts = select(2, ...)
+    return core_gather(first, #first, opts ~= nil and opts.return_errors)
   end
-  local tasks = tasks_of("gather", items, n)
-  local q = completion_queue(tasks, n)
-  local ok, bad = pcall(collect, q, n, opts ~= nil and opts.return_errors)
-  if not ok then    -- gather itself was cancelled: so are its children
-    cancel_all(tasks, n)
-    error(bad, 0)
-  end
-  if bad then
-    cancel_all(tasks, n)
-    bad:result()    -- re-raises the failure
-  end
-  return core.firsts(tasks, n)
+  return core_gather(pack(...), n, false)
 end
 
 local function in_order(tasks, n, pick)
