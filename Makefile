@@ -2,7 +2,8 @@
 #   make run     install what is missing, build, run examples/bread.lua
 #   make test    install what is missing, build (plain and ASan+UBSan), run
 #                every test; ends with "N passed, M failed"
-#   make bench   the benchmark table (bench/README.md)
+#   make bench   the benchmark table (bench/README.md); installs Debian's
+#                nodejs first if there is no node (a column of the table)
 #   make install install corun (module, Lua files, runner) into PREFIX
 #                (default /usr/local): make install PREFIX=$$HOME/.local
 #   make build   build only (installs nothing; `make deps` installs the
@@ -17,7 +18,7 @@ PREFIX ?= /usr/local
 # Configure quietly, but show warnings and errors.
 CMAKE_CONFIGURE = cmake --log-level=WARNING -S .
 
-.PHONY: all deps build build-asan build-noredis run test bench install clean
+.PHONY: all deps bench-deps build build-asan build-noredis run test bench install clean
 
 all: build
 
@@ -53,7 +54,16 @@ test: deps
 	@$(MAKE) --no-print-directory build build-asan build-noredis
 	@bash test/run.sh
 
-bench: deps
+# What only the bench needs (not make test): node for the node column.
+bench-deps:
+	@command -v node >/dev/null 2>&1 || { \
+	  echo "installing: nodejs"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs >/dev/null; \
+	}
+
+bench: deps bench-deps
 	@$(MAKE) --no-print-directory build
 	python3 bench/run.py
 

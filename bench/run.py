@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """bench/run.py: run corun's benchmark workloads and print a markdown table.
 
-Each workload exists three times in bench/workloads/: NAME_corun.lua (run by
+Each workload exists four times in bench/workloads/: NAME_corun.lua (run by
 the corun runner), NAME_limit.lua (plain lua5.4 on bench/limit.lua, the
-hand-written baseline) and NAME_asyncio.py (python3). Every run is a
+hand-written baseline), NAME_node.js (node) and NAME_asyncio.py (python3).
+Rows that have one also show the physical limit: bench/physical.c, built
+here against liblua5.4, measures what stock Lua does with no scheduler (a
+bare resume/yield pair; create, run and collect a coroutine). Every run is a
 separate child process reaped with os.wait4 (its ru_maxrss is the fallback
 peak RSS, see peak_rss). Each script prints one line such as
 `RESULT spawn rate=812345.6 seconds=0.246 n=200000 peak_kb=61234`.
@@ -14,11 +17,16 @@ row has the columns corun, node, asyncio, and each run is
 NAME_node.js or NAME_asyncio.py as its own process, runs the shared load
 generator against it and prints the RESULT line (peak_kb is the server's).
 
+The implementations take turns: run 1 of each, then run 2 of each, ... so
+that every ratio compares runs made under the same machine load. Cells show
+the median of the runs and their range (min-max); ratios are the median and
+range of the per-turn ratios.
+
 Usage: python3 bench/run.py [--runs 3] [--only spawn,timers] [--scale 0.1]
                             [--impls corun,limit] [--check] [-v]
 Environment: CORUN (runner; default build/corun, else build/bin/corun),
 LUA (default lua5.4), PYTHON (default python3), NODE (default node), CC
-(default cc; builds echo's client), BENCH_SCALE (multiplier for every N,
+(default cc; builds echo's client and bench/physical.c), BENCH_SCALE (multiplier for every N,
 default 1).
 
 To add a workload: write the three scripts and append a Workload to
@@ -26,7 +34,9 @@ WORKLOADS below.
 """
 
 import argparse
+import hashlib
 import os
+import statistics
 import signal
 import subprocess
 import sys
@@ -37,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "bench" / "workloads"
-IMPLS = ("corun", "limit", "node", "asyncio")
+IMPLS = ("corun", "limit", "node", "asyncio", "physical")
 
 
 @dataclass
@@ -49,7 +59,9 @@ class Workload:
     baseline: the middle column, "limit" (NAME_limit.lua) or "node" (a
     server workload run through NAME_driver.py, see the module doc).
     details: (label, RESULT field, format) of corun's best run, printed
-    under the table (for corun-only rows such as channel and pool)."""
+    under the table (for corun-only rows such as channel and pool).
+    physical: the field of bench/physical.c's RESULT line that is the
+    physical limit of this workload (None: no such column)."""
     name: str
     metric: str
     unit: str
@@ -58,10 +70,13 @@ class Workload:
     checks: list = field(default_factory=list)
     baseline: str = "limit"
     details: list = field(default_factory=list)
+    physical: str = None
 
     @property
     def impls(self):
-        return ("corun", self.baseline, "asyncio")
+        if self.baseline == "node":
+            return ("corun", "node", "asyncio")
+        return ("corun", "limit", "node", "asyncio", "physical")
 
 
 @dataclass
@@ -99,29 +114,43 @@ def corun_at_most(what, key, bound, unit):
 
 
 WORKLOADS = [
-    Workload("spawn", "rate", "tasks/s",
-             checks=[ratio_at_least("limit", 1.0),
-                     ratio_at_least("asyncio", 8.0)]),
+    Workload("spawn", "rate", "tasks/s", physical="batch",
+             checks=[ratio_at_least("limit", 1.5),
+                     ratio_at_least("node", 1.5),
+                     corun_at_least("spawn rate", "rate", 2e6,
+                                    "{:,.0f} tasks/s"),
+                     ratio_at_least("asyncio", 8.0)],
+             details=[("physical limit, one coroutine at a time "
+                       "(create, run, collect)", "physical_task",
+                       "{:,.0f} tasks/s")]),
     Workload("timers", "extra", "s beyond floor", higher=False,
              per_task=True,
              checks=[corun_at_most("peak RSS per sleeping task", "kb_task",
                                    1.35, "KB"),
+                     Check("corun KB per sleeping task <= limit's",
+                           lambda row: row.kb_ratio("limit"), 1.0, False,
+                           "{:.2f}x the limit's"),
                      corun_at_most("wall time beyond the 200 ms floor",
                                    "extra", 0.12, "s")]),
     Workload("prodcons", "rate", "items/s",
              checks=[ratio_at_least("limit", 1.5),
+                     ratio_at_least("node", 1.3),
+                     corun_at_least("prodcons rate", "rate", 12e6,
+                                    "{:,.0f} items/s"),
                      ratio_at_least("asyncio", 4.0)]),
-    Workload("pingpong", "rate", "switches/s",
-             checks=[ratio_at_least("limit", 1.5),
+    Workload("pingpong", "rate", "switches/s", physical="pair",
+             checks=[ratio_at_least("limit", 4.0),
+                     corun_at_least("pingpong rate", "rate", 12e6,
+                                    "{:,.0f} switches/s"),
                      ratio_at_least("asyncio", 10.0)]),
     Workload("lock", "rate", "acquisitions/s",
-             checks=[ratio_at_least("limit", 1.5),
+             checks=[ratio_at_least("limit", 3.0),
                      ratio_at_least("asyncio", 10.0)]),
     Workload("echo", "rate", "round trips/s", baseline="node",
              checks=[ratio_at_least("node", 1.0)]),
     # Threads: corun only (no limit or asyncio scripts, so those show n/a).
     Workload("channel", "rate", "messages/s",
-             checks=[corun_at_least("channel rate", "rate", 1e6,
+             checks=[corun_at_least("channel rate", "rate", 4e6,
                                     "{:,.0f} messages/s")],
              details=[("in-thread corun.queue, same items", "queue_rate",
                        "{:,.0f} items/s"),
@@ -191,9 +220,55 @@ def command(impl, name, baseline="limit"):
         script = SCRIPTS / f"{name}_limit.lua"
         lua = os.environ.get("LUA") or "lua5.4"
         return ([lua, str(script)], {}) if script.is_file() else None
+    if impl == "node":
+        script = SCRIPTS / f"{name}_node.js"
+        node = os.environ.get("NODE") or "node"
+        return ([node, str(script)], {}) if script.is_file() else None
+    if impl == "physical":
+        exe = physical_exe()
+        return ([str(exe)], {}) if exe is not None else None
     script = SCRIPTS / f"{name}_asyncio.py"
     python = os.environ.get("PYTHON") or "python3"
     return ([python, str(script)], {}) if script.is_file() else None
+
+
+_physical = {}
+
+
+def physical_exe():
+    """bench/physical.c compiled once ($CC -O2, cached in the temp dir by
+    the source's hash) against liblua5.4: statically when liblua5.4.a is
+    there (as the corun runner and Debian's lua5.4 are), else the shared
+    library. None (column n/a) without a compiler or Lua's headers."""
+    if "exe" in _physical:
+        return _physical["exe"]
+    src = ROOT / "bench" / "physical.c"
+    tag = hashlib.sha1(src.read_bytes()).hexdigest()[:12]
+    exe = Path(tempfile.gettempdir()) / f"corun-physical-{tag}"
+    _physical["exe"] = exe if exe.is_file() else None
+    if exe.is_file():
+        return exe
+    cc = os.environ.get("CC") or "cc"
+    try:
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "lua5.4"],
+                               capture_output=True, text=True, check=True)
+        flags = flags.stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        flags = ["-I/usr/include/lua5.4", "-llua5.4"]
+    static = [f if f != "-llua5.4" else "-l:liblua5.4.a" for f in flags]
+    tmp = exe.with_name(f"{exe.name}.{os.getpid()}")
+    for libs in (static, flags):
+        try:
+            r = subprocess.run([cc, "-O2", "-o", str(tmp), str(src)] + libs
+                               + ["-lm", "-ldl"], capture_output=True)
+        except OSError:
+            break
+        if r.returncode == 0:
+            os.replace(tmp, exe)
+            _physical["exe"] = exe
+            return exe
+    print(f"run.py: cannot build bench/physical.c with {cc}", file=sys.stderr)
+    return None
 
 
 @dataclass
@@ -281,41 +356,80 @@ def run_result(code, fields, rss, stdout, stderr, timed_out):
 
 @dataclass
 class Cell:
-    """Best-of-runs outcome of one workload on one implementation."""
-    value: float = None      # headline metric, best run
-    fields: dict = None      # RESULT fields of the best run
+    """The runs of one workload on one implementation."""
+    value: float = None      # headline metric: median of the runs
+    fields: dict = None      # RESULT fields of the median run
     rss_kb: int = None       # smallest peak RSS over the runs
     kb_task: float = None    # per_task workloads: (rss - baseline) / n
     base_kb: int = None
     note: str = ""           # why there is no value
+    values: list = None      # the metric of each run, None where it failed
+    kb_tasks: list = None    # per_task workloads: KB per task of each run
 
 
-def measure(workload, impl, runs, scale, timeout, log):
-    cmd = command(impl, workload.name, workload.baseline)
-    if cmd is None:
-        return Cell(note="n/a")
-    argv, extra_env = cmd
-    good = []
+def metric_of(workload, impl, run):
+    """The headline value of a run: physical's field for this row, or the
+    workload's metric."""
+    key = workload.physical if impl == "physical" else workload.metric
+    value = run.fields.get(key)
+    return value if isinstance(value, float) else None
+
+
+def measure_row(workload, impls, runs, scale, timeout, log):
+    """Run every implementation of 'workload' in turns (run i of each, then
+    run i+1 of each), so that the runs compared sit close in time."""
+    cmds, good, cells = {}, {}, {}
+    for impl in workload.impls:
+        if impl not in impls:
+            cells[impl] = Cell(note="skipped")
+        elif impl == "physical" and workload.physical is None:
+            cells[impl] = Cell(note="—")
+        else:
+            cmds[impl] = command(impl, workload.name, workload.baseline)
+            if cmds[impl] is None:
+                cells[impl] = Cell(note="n/a")
+        good[impl] = [None] * runs
+    live = [i for i in workload.impls if i not in cells]
     for i in range(runs):
-        run = run_once(argv, extra_env, scale, timeout)
-        log(f"{workload.name:9} {impl:8} run {i + 1}: "
-            + (" ".join(f"{k}={v}" for k, v in run.fields.items())
-               + f" wait4.ru_maxrss={run.ru_maxrss}KB"
-               if run.ok else run.error))
-        if run.ok:
-            good.append(run)
-    if not good:
-        return Cell(note="FAIL")
-    pick = max if workload.higher else min
-    best = pick(good, key=lambda r: r.fields[workload.metric])
-    cell = Cell(best.fields[workload.metric], best.fields,
-                min(r.rss_kb for r in good))
-    if workload.per_task:
-        add_per_task(cell, workload, argv, extra_env, runs, timeout, log)
-    return cell
+        for impl in live:
+            if i == 0:
+                print(f"running {workload.name} on {impl}...",
+                      file=sys.stderr, flush=True)
+            argv, extra_env = cmds[impl]
+            run = run_once(argv, extra_env, scale, timeout)
+            log(f"{workload.name:9} {impl:8} run {i + 1}: "
+                + (" ".join(f"{k}={v}" for k, v in run.fields.items())
+                   + f" wait4.ru_maxrss={run.ru_maxrss}KB"
+                   if run.ok else run.error))
+            if run.ok and metric_of(workload, impl, run) is not None:
+                good[impl][i] = run
+    for impl in live:
+        runs_ok = [r for r in good[impl] if r is not None]
+        if not runs_ok:
+            cells[impl] = Cell(note="FAIL")
+            continue
+        ordered = sorted(runs_ok, key=lambda r: metric_of(workload, impl, r))
+        mid = ordered[(len(ordered) - 1) // 2] if workload.higher else \
+            ordered[len(ordered) // 2]
+        cell = Cell(metric_of(workload, impl, mid), mid.fields,
+                    min(r.rss_kb for r in runs_ok))
+        cell.values = [None if r is None else metric_of(workload, impl, r)
+                       for r in good[impl]]
+        if workload.per_task:
+            add_per_task(cell, workload, cmds[impl], good[impl], runs,
+                         timeout, log)
+        cells[impl] = cell
+    if workload.physical and cells.get("physical") and \
+            cells["physical"].fields and cells["corun"].fields is not None:
+        task = cells["physical"].fields.get("task")
+        if isinstance(task, float):
+            cells["corun"].fields = dict(cells["corun"].fields,
+                                         physical_task=task)
+    return cells
 
 
-def add_per_task(cell, workload, argv, extra_env, runs, timeout, log):
+def add_per_task(cell, workload, cmd, runs_list, runs, timeout, log):
+    argv, extra_env = cmd
     base = [run_once(argv, extra_env, 0, timeout) for _ in range(runs)]
     base = [r.rss_kb for r in base if r.ok]
     log(f"{workload.name:9} baseline N=0 peak_kb={base}")
@@ -323,6 +437,8 @@ def add_per_task(cell, workload, argv, extra_env, runs, timeout, log):
     if base and n > 0:
         cell.base_kb = min(base)
         cell.kb_task = (cell.rss_kb - cell.base_kb) / n
+        cell.kb_tasks = [None if r is None else (r.rss_kb - cell.base_kb) / n
+                         for r in runs_list]
 
 
 # ---------------------------------------------------------------- report
@@ -332,12 +448,29 @@ class Row:
     workload: Workload
     cells: dict
 
+    def ratios(self, other):
+        """corun's advantage over other in each turn: > 1 means corun is
+        better."""
+        a, b = self.cells["corun"].values, self.cells[other].values
+        if not a or not b:
+            return []
+        out = []
+        for x, y in zip(a, b):
+            if x is not None and y is not None and x > 0 and y > 0:
+                out.append(x / y if self.workload.higher else y / x)
+        return out
+
     def ratio(self, other):
-        """corun's advantage over other: > 1 means corun is better."""
-        a, b = self.cells["corun"].value, self.cells[other].value
-        if a is None or b is None or a <= 0 or b <= 0:
+        """The median of the per-turn ratios."""
+        r = self.ratios(other)
+        return statistics.median(r) if r else None
+
+    def kb_ratio(self, other):
+        """corun's KB per task over other's (< 1: corun uses less)."""
+        a, b = self.cells["corun"].kb_task, self.cells[other].kb_task
+        if a is None or b is None or b <= 0:
             return None
-        return a / b if self.workload.higher else b / a
+        return a / b
 
     def corun_value(self, key):
         cell = self.cells["corun"]
@@ -354,12 +487,33 @@ def fmt_value(value, unit_higher):
     return f"{value:.3f}"
 
 
+def fmt_short(value, higher):
+    """A compact value for ranges: 1.23M, 456k, 0.123."""
+    if not higher:
+        return f"{value:.3f}"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{suffix}"
+    return f"{value:.0f}"
+
+
 def fmt_cell(cell, higher):
-    return fmt_value(cell.value, higher) or cell.note or "—"
+    if cell.value is None:
+        return cell.note or "—"
+    vals = [v for v in (cell.values or []) if v is not None]
+    text = fmt_short(cell.value, higher)
+    if len(vals) > 1:
+        text += f" ({fmt_short(min(vals), higher)}–{fmt_short(max(vals), higher)})"
+    return text
 
 
-def fmt_ratio(r):
-    return "—" if r is None else f"{r:.2f}x"
+def fmt_ratio(r, rs=None):
+    if r is None:
+        return "—"
+    text = f"{r:.2f}x"
+    if rs and len(rs) > 1:
+        text += f" ({min(rs):.2f}–{max(rs):.2f})"
+    return text
 
 
 def fmt_mb(kb):
@@ -367,16 +521,21 @@ def fmt_mb(kb):
 
 
 def main_table(rows, baseline="limit"):
-    """The rows whose middle column is baseline ("limit" or "node")."""
-    out = [f"| workload | corun | {baseline} | asyncio | corun/{baseline} "
-           "| corun/asyncio | peak RSS (corun) |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+    """The rows whose second column is baseline ("limit": with node,
+    asyncio and physical; "node": the server rows)."""
+    impls = rows[0].workload.impls
+    others = impls[1:]
+    out = ["| workload | " + " | ".join(impls) + " | "
+           + " | ".join(f"corun/{o}" for o in others)
+           + " | peak RSS (corun) |",
+           "|---|" + "---:|" * (2 * len(impls)) ]
     for row in rows:
         w, c = row.workload, row.cells
         out.append(f"| {w.name} ({w.unit}) | "
                    + " | ".join(fmt_cell(c[i], w.higher) for i in w.impls)
-                   + f" | {fmt_ratio(row.ratio(baseline))}"
-                   + f" | {fmt_ratio(row.ratio('asyncio'))}"
+                   + " | "
+                   + " | ".join(fmt_ratio(row.ratio(o), row.ratios(o))
+                                for o in others)
                    + f" | {fmt_mb(c['corun'].rss_kb)} |")
     return out
 
@@ -389,14 +548,19 @@ def per_task_table(row):
            "| KB per sleeping task |",
            "|---|---:|---:|---:|---:|---:|"]
     for impl in w.impls:
+        if impl == "physical":
+            continue
         c = row.cells[impl]
         f = c.fields or {}
         total = f.get("seconds")
+        kbs = [k for k in (c.kb_tasks or []) if k is not None]
+        kb = "—" if c.kb_task is None else f"{c.kb_task:.3f}"
+        if c.kb_task is not None and len(kbs) > 1:
+            kb += f" ({min(kbs):.3f}–{max(kbs):.3f})"
         out.append(f"| {impl} | {fmt_cell(c, False)} | "
                    + ("—" if total is None else f"{total:.3f}")
                    + f" | {fmt_mb(c.rss_kb)} | {fmt_mb(c.base_kb)} | "
-                   + ("—" if c.kb_task is None else f"{c.kb_task:.3f}")
-                   + " |")
+                   + kb + " |")
     return out
 
 
@@ -421,12 +585,13 @@ def details(rows):
             if isinstance(value, float):
                 out.append(f"- {row.workload.name}: {label}: "
                            + fmt.format(value))
-    return (["", "Details (corun, best run):", ""] + out) if out else []
+    return (["", "Details (corun, median run):", ""] + out) if out else []
 
 
 def report(rows, scale, runs):
-    lines = [f"corun benchmarks (best of {runs}; BENCH_SCALE={scale:g}; "
-             "ratios > 1 mean corun is better)", ""]
+    lines = [f"corun benchmarks (median and range of {runs} runs taken in "
+             f"turns; BENCH_SCALE={scale:g}; ratios: median and range of the "
+             "per-turn ratios, > 1 means corun is better)", ""]
     for baseline in ("limit", "node"):
         group = [r for r in rows if r.workload.baseline == baseline]
         if group:
@@ -478,16 +643,9 @@ def main():
 
     rows, failed = [], False
     for w in chosen:
-        cells = {}
-        for impl in w.impls:
-            if impl in impls:
-                print(f"running {w.name} on {impl}...", file=sys.stderr,
-                      flush=True)
-                cells[impl] = measure(w, impl, args.runs, args.scale,
-                                      args.timeout, log)
-            else:
-                cells[impl] = Cell(note="skipped")
-            failed = failed or cells[impl].note == "FAIL"
+        cells = measure_row(w, impls, args.runs, args.scale, args.timeout,
+                            log)
+        failed = failed or any(c.note == "FAIL" for c in cells.values())
         rows.append(Row(w, cells))
     text, missed = report(rows, args.scale, args.runs)
     print(text)

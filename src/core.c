@@ -118,6 +118,7 @@ LUA_API int luaopen_corun_core(lua_State *L) {
   lua_newtable(L);
   cr_loop_open_lib(L);
   cr_task_open_lib(L);
+  cr_gather_open_lib(L);
   cr_queue_open_lib(L);
   cr_sync_open_lib(L);
   cr_codec_open_lib(L);

@@ -124,6 +124,7 @@ struct cr_loop {
   uv_timer_t timer;           /* armed to the earliest deadline when blocking */
   uv_signal_t sigint;         /* the runner's SIGINT watcher */
   cr_list ready;              /* FIFO of cr_sched: tasks and callbacks */
+  cr_list gathers;            /* parked gathers that fail fast (gather.c) */
   cr_heap timers;             /* owned: min-heap of armed timers */
   cr_refs refs[CR_LUV_N + 1]; /* anchor keys, by CR_LUV_* slot */
   cr_task *current;           /* the task being resumed, or NULL */
@@ -312,6 +313,10 @@ void cr_task_open_lib(lua_State *L);
 void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h);
 void cr_handle_timer(cr_loop *lp, cr_handle *h);
 void cr_handle_drop_all(lua_State *L, cr_loop *lp);
+
+/* gather.c */
+void cr_gather_failed(cr_loop *lp, cr_task *t);
+void cr_gather_open_lib(lua_State *L);
 
 /* queue.c */
 int cr_queue_offer(lua_State *L, int qidx, int vidx);

@@ -498,6 +498,7 @@ cr_loop *cr_loop_open(lua_State *L) {
   lp->L = L;
   lp->closed = 0;
   cr_list_init(&lp->ready);
+  cr_list_init(&lp->gathers);
   cr_heap_init(&lp->timers);
   lp->next_id = 1;
   for (slot = 1; slot <= CR_LUV_N; slot++) {

@@ -424,6 +424,8 @@ static void finish(lua_State *L, cr_loop *lp, cr_task *t, int tidx,
     cr_list *n = cr_list_head(&t->joiners);
     cr_task_wake(cr_container_of(n, cr_task, wnode), CR_OK);
   }
+  if (status != CR_DONE && !cr_list_empty(&lp->gathers))
+    cr_gather_failed(lp, t);
   notify(L, lp, cbs, tidx);
   lua_settop(L, value - 1);
 }

@@ -142,50 +142,35 @@ end
 -- A queue that receives each of tasks[1..n] as it finishes.
 local completion_queue = core.completion_queue
 
-local function cancel_all(tasks, n)
-  for i = 1, n do tasks[i]:cancel() end
-end
+-- gather(a, b, ...) or gather(list, {return_errors = true}). The wait is
+-- core.gather (gather.c): joins in list order, failing fast. A future is
+-- waited for by a task of its own that raises the job's error, so that a
+-- failed job fails the gather at once.
+local core_gather = core.gather
 
--- Take n finished tasks from q; stop at the first failure unless
--- return_errors, and return that task.
-local function collect(q, n, return_errors, futures)
-  local get = q.get
-  for _ = 1, n do
-    local t = get(q)
-    if not return_errors and failed_item(t, futures) then return t end
-  end
-end
+local function wait_raising(f) return f:wait() end
 
--- gather(a, b, ...) or gather(list, {return_errors = true})
 function corun.gather(...)
-  local items, n, opts = pack(...), select("#", ...), nil
-  local first = items[1]
+  local n, first = select("#", ...), ...
+  local items, reterr = nil, false
   if n <= 2 and type(first) == "table" and not callable(first)
      and not is_future(first) then
-    opts = items[2] or {}
-    items = first
-    n = #items
+    local opts = select(2, ...)
+    items, n, reterr = first, #first, opts ~= nil and opts.return_errors
+  else
+    items = pack(...)
   end
-  local tasks, futures = tasks_of("gather", items, n)
-  local q = completion_queue(tasks, n)
-  local ok, bad = pcall(collect, q, n, opts ~= nil and opts.return_errors,
-                        futures)
-  if not ok then    -- gather itself was cancelled: so are its children
-    cancel_all(tasks, n)
-    error(bad, 0)
-  end
-  if bad then
-    cancel_all(tasks, n)
-    if futures and futures[bad] then error(bad:result()[2], 0) end
-    bad:result()    -- re-raises the failure
-  end
-  local res = core.firsts(tasks, n)
-  if futures then
-    for i = 1, n do
-      if futures[tasks[i]] then res[i] = res[i][2] end
+  for i = 1, n do
+    if is_future(items[i]) then
+      local list = {}
+      for j = 1, n do
+        local v = items[j]
+        list[j] = is_future(v) and spawn(wait_raising, v) or v
+      end
+      return core_gather(list, n, reterr)
     end
   end
-  return res
+  return core_gather(items, n, reterr)
 end
 
 local function in_order(tasks, n, pick, futures)

@@ -1,0 +1,174 @@
+/*
+** physical.c: the stock-Lua physical limit for the spawn and switch
+** workloads, measured from C on liblua5.4 with no scheduler at all.
+**
+**   pair     a bare lua_resume / lua_yield pair on one coroutine (a Lua loop
+**            calling coroutine.yield, resumed from C): switches/s counts
+**            both directions, as pingpong does
+**   task     lua_newthread + resume to the first yield + resume to the end
+**            + collect, one coroutine at a time (memory is reused at once)
+**   batch    the same, but the spawn workload's shape: N coroutines are
+**            created and run to their first yield, then each is resumed to
+**            its end (N alive at once), then all are collected
+**
+** Prints "RESULT physical pair=... task=... batch=... n=N peak_kb=K"
+** (rates per second). BENCH_SCALE scales N (200,000) and the loop counts.
+** Build: cc -O2 physical.c -I/usr/include/lua5.4 -llua5.4 -lm
+*/
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long scaled(long n) {
+  const char *s = getenv("BENCH_SCALE");
+  double f = s != NULL && *s != '\0' ? atof(s) : 1.0;
+  return (long)(n * f);
+}
+
+static long peak_kb(void) {
+  char line[256];
+  long kb = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f == NULL) return -1;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (strncmp(line, "VmHWM:", 6) == 0) kb = atol(line + 6);
+  fclose(f);
+  return kb;
+}
+
+static void check(lua_State *L, int status) {
+  if (status != LUA_OK && status != LUA_YIELD) {
+    fprintf(stderr, "physical: %s\n", lua_tostring(L, -1));
+    exit(1);
+  }
+}
+
+/* Resume 'co' with 'nargs' values on its stack; drop what it yields. */
+static int step(lua_State *L, lua_State *co, int nargs) {
+  int nres, status = lua_resume(co, L, nargs, &nres);
+  check(co, status);
+  lua_pop(co, nres);
+  return status;
+}
+
+/* pair: one coroutine yields 'n' times in a Lua loop. */
+static double pair(lua_State *L, long n) {
+  lua_State *co;
+  double t0, dt;
+  long i;
+  luaL_loadstring(L, "local yield = coroutine.yield "
+                     "while true do yield() end");
+  co = lua_newthread(L);
+  lua_insert(L, -2);
+  lua_xmove(L, co, 1);
+  step(L, co, 0);  /* to the first yield */
+  t0 = now();
+  for (i = 0; i < n; i++) step(L, co, 0);
+  dt = now() - t0;
+  lua_pop(L, 1);
+  return dt > 0 ? 2.0 * n / dt : 0;
+}
+
+/* The body every task runs: yield once, return the argument. */
+static void pushbody(lua_State *L) {
+  luaL_loadstring(L, "local yield = coroutine.yield "
+                     "return function(i) yield() return i end");
+  lua_call(L, 0, 1);
+}
+
+/* A new coroutine running the body at 'fidx' with argument i; left on L's
+** stack, run to its first yield. */
+static lua_State *start(lua_State *L, int fidx, long i) {
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, fidx);
+  lua_pushinteger(L, i);
+  lua_xmove(L, co, 2);
+  step(L, co, 1);
+  return co;
+}
+
+/* task: create, run to the first yield, run to the end, drop: n times. */
+static double task(lua_State *L, long n) {
+  int fidx;
+  long i, sum = 0;
+  double t0, dt;
+  pushbody(L);
+  fidx = lua_gettop(L);
+  lua_gc(L, LUA_GCCOLLECT);
+  t0 = now();
+  for (i = 1; i <= n; i++) {
+    int nres;
+    lua_State *co = start(L, fidx, i);
+    check(co, lua_resume(co, L, 0, &nres));
+    sum += (long)lua_tointeger(co, -1);
+    lua_pop(co, nres);
+    lua_pop(L, 1);  /* the thread: garbage from here on */
+  }
+  dt = now() - t0;
+  lua_settop(L, fidx - 1);
+  if (sum != n * (n + 1) / 2) {
+    fprintf(stderr, "physical: task: bad sum\n");
+    exit(1);
+  }
+  return dt > 0 ? n / dt : 0;
+}
+
+/* batch: n coroutines alive at once (the spawn workload's shape). */
+static double batch(lua_State *L, long n) {
+  int fidx, list;
+  long i, sum = 0;
+  double t0, dt;
+  pushbody(L);
+  fidx = lua_gettop(L);
+  lua_gc(L, LUA_GCCOLLECT);
+  t0 = now();
+  lua_createtable(L, (int)n, 0);
+  list = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    start(L, fidx, i);
+    lua_rawseti(L, list, i);
+  }
+  for (i = 1; i <= n; i++) {
+    int nres;
+    lua_State *co;
+    lua_rawgeti(L, list, i);
+    co = lua_tothread(L, -1);
+    check(co, lua_resume(co, L, 0, &nres));
+    sum += (long)lua_tointeger(co, -1);
+    lua_pop(co, nres);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, fidx - 1);  /* every thread is garbage now */
+  dt = now() - t0;
+  if (sum != n * (n + 1) / 2) {
+    fprintf(stderr, "physical: batch: bad sum\n");
+    exit(1);
+  }
+  return dt > 0 ? n / dt : 0;
+}
+
+int main(void) {
+  lua_State *L = luaL_newstate();
+  long n = scaled(200000);
+  double rpair, rtask, rbatch;
+  luaL_openlibs(L);
+  rpair = pair(L, 10 * n);
+  rtask = task(L, 5 * n);
+  rbatch = batch(L, n);
+  printf("RESULT physical pair=%.1f task=%.1f batch=%.1f n=%ld "
+         "peak_kb=%ld\n", rpair, rtask, rbatch, n, peak_kb());
+  lua_close(L);
+  return 0;
+}
