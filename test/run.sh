@@ -112,7 +112,7 @@ if ldd build-noredis/corun/core.so | grep -q hiredis; then
   bad "no-redis: core.so does not link hiredis"
 else ok "no-redis: core.so does not link hiredis"; fi
 LUA_CPATH="$ROOT/build-noredis/?.so;;" CORUN_BIN="$ROOT/build-noredis/bin/corun" \
-  busted_stage "specs (no redis)" lua5.4 /usr/bin/busted \
+  busted_stage "specs (no redis)" build-noredis/bin/corun-busted \
     --cpath="build-noredis/?.so" --exclude-pattern=redis
 
 stage "thread and channel specs under ThreadSanitizer"
