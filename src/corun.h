@@ -136,6 +136,8 @@ struct cr_loop {
   int failures;               /* unretrieved errors reported so far */
   int sigints;                /* SIGINTs received during this run */
   int int_handlers;           /* the script's own "int" watchers (signal.c) */
+  int quit_handlers;          /* the script's own "quit" watchers */
+  uv_signal_t sigquit;        /* the runner's SIGQUIT watcher (inspect.c) */
   int remote;                 /* completions other threads will post */
   uv_async_t async;           /* other threads' wake-up call */
   struct cr_lhandle *lh;      /* owned reference: this loop's inbox */
@@ -200,6 +202,8 @@ typedef struct cr_lhandle {
   uv_mutex_t mu;              /* guards inbox and loop */
   cr_list inbox;              /* cr_post */
   cr_loop *loop;              /* NULL once the loop has closed */
+  cr_list reg;                /* in inspect.c's list of open loops */
+  unsigned id;                /* the loop's number there (1: the first) */
 } cr_lhandle;
 
 /* Objects other threads wait on start like this (channels, futures). */
@@ -313,6 +317,12 @@ void cr_task_open_lib(lua_State *L);
 void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h);
 void cr_handle_timer(cr_loop *lp, cr_handle *h);
 void cr_handle_drop_all(lua_State *L, cr_loop *lp);
+
+/* inspect.c */
+void cr_inspect_add(cr_lhandle *lh);
+void cr_inspect_remove(cr_lhandle *lh);
+void cr_inspect_dump_all(void);
+void cr_inspect_sigquit(cr_loop *lp, int on);
 
 /* gather.c */
 void cr_gather_failed(cr_loop *lp, cr_task *t);

@@ -187,12 +187,14 @@ static int inbox_open(cr_loop *lp) {
   uv_async_init(&lp->uv, &lp->async, on_async);
   lp->async.data = lp;
   uv_unref((uv_handle_t *)&lp->async);
+  cr_inspect_add(lh);
   return 0;
 }
 
 /* The loop is closing: refuse new posts, drop what was posted. */
 static void inbox_close(cr_loop *lp) {
   cr_list batch, *n;
+  cr_inspect_remove(lp->lh);
   uv_mutex_lock(&lp->lh->mu);
   lp->lh->loop = NULL;
   cr_list_move(&lp->lh->inbox, &batch);
@@ -468,6 +470,7 @@ static int loop_gc(lua_State *L) {
   inbox_close(lp);
   uv_close((uv_handle_t *)&lp->timer, on_close);
   uv_close((uv_handle_t *)&lp->sigint, on_close);
+  uv_close((uv_handle_t *)&lp->sigquit, on_close);
   uv_run(&lp->uv, UV_RUN_DEFAULT);
   uv_loop_close(&lp->uv);
   cr_heap_free(&lp->timers);
@@ -494,6 +497,9 @@ cr_loop *cr_loop_open(lua_State *L) {
   uv_signal_init(&lp->uv, &lp->sigint);
   uv_unref((uv_handle_t *)&lp->sigint);
   lp->sigint.data = lp;
+  uv_signal_init(&lp->uv, &lp->sigquit);
+  uv_unref((uv_handle_t *)&lp->sigquit);
+  lp->sigquit.data = lp;
   if (inbox_open(lp) != 0) luaL_error(L, "corun: cannot create loop");
   lp->L = L;
   lp->closed = 0;
@@ -592,7 +598,10 @@ static int loop_run(lua_State *L) {
     lp->vnow = 0;
     lp->virtual_clock = 1;
   }
-  if (script) cr_loop_sigint(lp, 1);
+  if (script) {
+    cr_loop_sigint(lp, 1);
+    cr_inspect_sigquit(lp, 1);
+  }
   stopped = cr_loop_run(L, lp, 0, main);
   if (script && !stopped && main->status == CR_DONE)
     stopped = cr_loop_run(L, lp, 0, NULL);

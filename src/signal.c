@@ -40,18 +40,19 @@ static const struct {
   int signum;
 } signals[] = {
   {"int", SIGINT}, {"term", SIGTERM}, {"hup", SIGHUP}, {"usr1", SIGUSR1},
-  {"usr2", SIGUSR2}, {"winch", SIGWINCH}
+  {"usr2", SIGUSR2}, {"winch", SIGWINCH}, {"quit", SIGQUIT}
 };
 
 #define NSIGNALS ((int)(sizeof signals / sizeof signals[0]))
 #define SIG_INT 0                 /* index of "int" */
+#define SIG_QUIT 6                /* index of "quit" */
 
 typedef struct cr_sigwatch {
   uv_signal_t h;              /* the watcher is freed in its close callback */
   cr_loop *loop;
   cr_list waiters;            /* tasks parked in signal.wait */
   int nhandlers;              /* active signal.on handlers */
-  int counted;                /* "int": adds 1 to loop->int_handlers */
+  int counted;                /* "int"/"quit": adds 1 to the loop's count */
   int which;                  /* index in signals[] */
 } cr_sigwatch;
 
@@ -68,6 +69,13 @@ typedef struct cr_sighandler {
 } cr_sighandler;              /* uservalue 1: the function */
 
 static const char statekey = 0;  /* registry key of the signal state */
+
+/* The loop's count of the script's own watchers of "int" or "quit": while
+** it is > 0, the runner's default for that signal stands aside. */
+static int *handlers(cr_sigwatch *w) {
+  return w->which == SIG_INT ? &w->loop->int_handlers
+                             : &w->loop->quit_handlers;
+}
 
 static cr_sigstate *pushstate(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &statekey);
@@ -146,8 +154,8 @@ static int update(cr_sigwatch *w, int extra) {
   if (r != 0) on = 0;
   if (waiting) uv_ref(h);
   else uv_unref(h);
-  if (w->which == SIG_INT && on != w->counted) {
-    w->loop->int_handlers += on ? 1 : -1;
+  if ((w->which == SIG_INT || w->which == SIG_QUIT) && on != w->counted) {
+    *handlers(w) += on ? 1 : -1;
     w->counted = on;
   }
   return r;
@@ -186,7 +194,7 @@ static int state_gc(lua_State *L) {
     if (w == NULL) continue;
     while (!cr_list_empty(&w->waiters))
       cr_list_remove(cr_list_head(&w->waiters));
-    if (w->counted) st->loop->int_handlers--;
+    if (w->counted) (*handlers(w))--;
     uv_close((uv_handle_t *)&w->h, on_closed);
     st->w[i] = NULL;
   }
