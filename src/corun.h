@@ -92,6 +92,7 @@ typedef struct cr_task {
   unsigned char shielded : 1;  /* parked where cancellation must wait */
   unsigned char ushield : 1;  /* inside corun.shield: task cancels wait */
   unsigned char scope_cancel : 1;  /* a scope inside the shield expired */
+  unsigned char has_ctx : 1;  /* its aux table holds a context (ctx) */
   int ncancel;                /* cancel requests not yet withdrawn */
   cr_list wnode;              /* in a primitive's wait list while parked */
   cr_wgroup *wg;              /* a cross-thread wait (channel, future) */

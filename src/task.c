@@ -226,6 +226,20 @@ int cr_task_cancel(lua_State *L, cr_task *t, int msgidx) {
 ** Spawning, running and finishing
 ** ================================================================== */
 
+/* A task spawned by 'parent' starts in its context (corun.context_var):
+** the same context table, which is never changed, only replaced. Tasks
+** whose parent has no context pay one flag test. */
+static void inherit(lua_State *L, cr_task *parent, cr_task *t, int tidx) {
+  int top = lua_gettop(L);
+  pushtask(L, parent);
+  auxfield(L, parent, top + 1, "ctx");
+  auxtable(L, t, tidx);
+  lua_pushvalue(L, top + 2);
+  lua_setfield(L, -2, "ctx");
+  t->has_ctx = 1;
+  lua_settop(L, top);
+}
+
 cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   cr_task *t;
   lua_State *co;
@@ -257,6 +271,8 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   t->id = lp->next_id++;
   t->status = CR_PENDING;
   lp->ntasks++;
+  if (lp->current != NULL && lp->current->has_ctx)
+    inherit(L, lp->current, t, lua_gettop(L));
   cr_loop_ready(lp, (cr_entry *)t);
   return t;
 }
@@ -838,6 +854,25 @@ static int task_scope_cancel(lua_State *L) {
   return 0;
 }
 
+/* core.context(task) -> its context table (corun.context_var), or nil. */
+static int task_context(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  if (!t->has_ctx) return 0;
+  auxfield(L, t, 1, "ctx");
+  return 1;
+}
+
+/* core.set_context(task, ctx): the task's context is now table ctx. */
+static int task_set_context(lua_State *L) {
+  cr_task *t = checktask(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  auxtable(L, t, 1);
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "ctx");
+  t->has_ctx = 1;
+  return 0;
+}
+
 /* Add a done callback (function or queue, at 2) to task 1. */
 static int adddone(lua_State *L, cr_task *t) {
   lua_settop(L, 2);
@@ -1029,6 +1064,8 @@ void cr_task_open_lib(lua_State *L) {
     {"dump_string", task_dump_string},
     {"uncancel", task_uncancel},
     {"shield", task_shield},
+    {"context", task_context},
+    {"set_context", task_set_context},
     {"scope_cancel", task_scope_cancel},
     {"is_cancelled", task_is_cancelled},
     {"is_timeout", task_is_timeout},

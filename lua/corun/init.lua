@@ -24,6 +24,13 @@ local notify, time = core.notify, core.time
 local is_cancelled, is_task = core.is_cancelled, core.is_task
 local pack, unpack = table.pack, table.unpack
 
+-- context_var: lua/corun/context.lua
+local context = require "corun.context"
+corun.context_var = context.context_var
+corun.call_soon = context.wrap_scheduler(core.call_soon, 1)
+corun.call_later = context.wrap_scheduler(core.call_later, 2)
+corun.call_at = context.wrap_scheduler(core.call_at, 2)
+
 local function callable(v)
   if type(v) == "function" then return true end
   local mt = getmetatable(v)
@@ -82,12 +89,12 @@ function corun.run(opts, ...)
       argerror("run", 2, ("function expected, got %s"):format(type((...))))
     end
     if opts.clock == "virtual" then mode = "virtual" end
-    return core.run(mode, ...)
+    return core.run(mode, context.carry((...)), select(2, ...))
   end
   if not callable(opts) then
     argerror("run", 1, ("function expected, got %s"):format(type(opts)))
   end
-  return core.run(mode, opts, ...)
+  return core.run(mode, context.carry(opts), ...)
 end
 
 --[[ combinators ]]
