@@ -56,13 +56,17 @@ end
 -- the running loop and returns its results (asyncio.run-style scripts).
 local script_main = core.script_main
 
+-- (levels: 1 here, 2 corun.run, 3 its caller)
 local function run_in_script(opts, ...)
   if type(opts) == "table" and not callable(opts) then
     if opts.clock == "virtual" then
       error("corun.run: the runner's loop has a real clock (run the script "
             .. "with lua5.4 for a virtual one)", 3)
     end
-    return run_in_script(...)
+    if not callable((...)) then
+      argerror("run", 2, ("function expected, got %s"):format(type((...))), 4)
+    end
+    return spawn(...):join()
   end
   if not callable(opts) then
     argerror("run", 1, ("function expected, got %s"):format(type(opts)), 4)
@@ -72,7 +76,10 @@ end
 
 -- corun.run([opts,] fn, ...): fn runs as the main task of a fresh run.
 function corun.run(opts, ...)
-  if script_main() then return run_in_script(opts, ...) end
+  if script_main() then
+    local res = pack(run_in_script(opts, ...))  -- not a tail call: levels
+    return unpack(res, 1, res.n)
+  end
   local mode = ""
   if type(opts) == "table" and not callable(opts) then
     if opts.clock ~= nil and opts.clock ~= "virtual" and opts.clock ~= "real" then
