@@ -149,8 +149,14 @@ end
 -- A queue that receives each of tasks[1..n] as it finishes.
 local completion_queue = core.completion_queue
 
-local function cancel_all(tasks, n)
-  for i = 1, n do tasks[i]:cancel() end
+-- Cancel tasks[1..n] (and the futures among the items: a job that has
+-- not started never runs).
+local function cancel_all(tasks, n, futures)
+  for i = 1, n do
+    local t = tasks[i]
+    t:cancel()
+    if futures ~= nil and futures[t] ~= nil then futures[t]:cancel() end
+  end
 end
 
 -- Take n finished tasks from q; stop at the first failure unless
@@ -178,11 +184,11 @@ function corun.gather(...)
   local ok, bad = pcall(collect, q, n, opts ~= nil and opts.return_errors,
                         futures)
   if not ok then    -- gather itself was cancelled: so are its children
-    cancel_all(tasks, n)
+    cancel_all(tasks, n, futures)
     error(bad, 0)
   end
   if bad then
-    cancel_all(tasks, n)
+    cancel_all(tasks, n, futures)
     if futures and futures[bad] then error(bad:result()[2], 0) end
     bad:result()    -- re-raises the failure
   end
