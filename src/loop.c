@@ -640,14 +640,18 @@ static int loop_run(lua_State *L) {
     return 1;
   }
   if (main->status == CR_FAILED) cr_task_retrieved(L, main);
-  if (strict && main->status == CR_DONE && cr_task_pushfirstfailure(L, lp)) {
-    int first = lua_gettop(L);
+  if (strict && main->status == CR_DONE) {
+    int first = cr_task_pushfirstfailure(L, lp);
     cr_task_report(L, lp);
-    lp->failures = 0;
-    lua_pushliteral(L, "corun.run: an error nobody retrieved: ");
-    lua_pushvalue(L, first);
-    lua_concat(L, 2);
-    return runerror(L);
+    if (lp->failures > 0) {  /* also those reported when collected */
+      lp->failures = 0;
+      if (!first) lua_pushliteral(L, "a task or callback failed (see above)");
+      lua_pushliteral(L, "corun.run: an error nobody retrieved: ");
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+      return runerror(L);
+    }
+    if (first) lua_pop(L, 1);
   }
   cr_task_report(L, lp);
   lp->failures = 0;

@@ -63,13 +63,17 @@ end
 -- the running loop and returns its results (asyncio.run-style scripts).
 local script_main = core.script_main
 
+-- (levels: 1 here, 2 corun.run, 3 its caller)
 local function run_in_script(opts, ...)
   if type(opts) == "table" and not callable(opts) then
     if opts.clock == "virtual" then
       error("corun.run: the runner's loop has a real clock (run the script "
             .. "with lua5.4 for a virtual one)", 3)
     end
-    return run_in_script(...)
+    if not callable((...)) then
+      argerror("run", 2, ("function expected, got %s"):format(type((...))), 4)
+    end
+    return spawn(...):join()
   end
   if not callable(opts) then
     argerror("run", 1, ("function expected, got %s"):format(type(opts)), 4)
@@ -79,7 +83,10 @@ end
 
 -- corun.run([opts,] fn, ...): fn runs as the main task of a fresh run.
 function corun.run(opts, ...)
-  if script_main() then return run_in_script(opts, ...) end
+  if script_main() then
+    local res = pack(run_in_script(opts, ...))  -- not a tail call: levels
+    return unpack(res, 1, res.n)
+  end
   local mode = ""
   if type(opts) == "table" and not callable(opts) then
     if opts.clock ~= nil and opts.clock ~= "virtual" and opts.clock ~= "real" then
@@ -174,7 +181,14 @@ function corun.gather(...)
         local v = items[j]
         list[j] = is_future(v) and spawn(wait_raising, v) or v
       end
-      return core_gather(list, n, reterr)
+      local res = pack(pcall(core_gather, list, n, reterr))
+      if not res[1] then    -- jobs not started yet never run
+        for j = 1, n do
+          if is_future(items[j]) then items[j]:cancel() end
+        end
+        error(res[2], 0)
+      end
+      return res[2]
     end
   end
   return core_gather(items, n, reterr)

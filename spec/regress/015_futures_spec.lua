@@ -42,6 +42,20 @@ describe("issue 15: futures in combinators", function()
     }, { return_errors = true })
     assert.equal("again", tostring(r[1]):match("^[^\n]*"))
     assert.equal("fine", r[2])
+    -- a failure also cancels the jobs still queued: they never run
+    local busy = pool:submit(function()       -- holds the only worker
+      require("corun").sleep(0.5)
+      return "busy"
+    end)
+    local queued = pool:submit(function() return "ran" end)
+    assert.is_false(pcall(corun.gather, busy, queued, function()
+      corun.sleep(0.05)
+      error("first", 0)
+    end))
+    assert.equal("busy", busy:wait())         -- a started job runs to its end
+    local ok2, e2 = pcall(queued.wait, queued)
+    assert.is_false(ok2)
+    assert.is_true(corun.is_cancelled(e2))
     pool:close()
     pool:join()
   end))
