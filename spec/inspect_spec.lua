@@ -107,3 +107,88 @@ describe("SIGQUIT to the runner", function()
     assert.equal("quit", sig)
   end))
 end)
+
+-- The environment of this process plus 'extra'.
+local function env_with(extra)
+  local env = {}
+  for _, k in ipairs { "PATH", "LUA_PATH", "LUA_CPATH", "LD_PRELOAD",
+                       "ASAN_OPTIONS", "UBSAN_OPTIONS", "HOME" } do
+    env[k] = os.getenv(k)
+  end
+  for k, v in pairs(extra) do env[k] = v end
+  return env
+end
+
+local SLOW = [[
+local corun = require "corun"
+local t = corun.spawn(function()
+  local c0 = os.clock()
+  while os.clock() - c0 < 0.3 do end   -- 0.3 s of CPU without suspending
+  return "done"
+end)
+t.name = "busy"
+print(t:join())
+local s = corun.stats()
+print(s.longest_step ~= nil and s.longest_step >= 0.3)
+local k = corun.spawn(function() while true do end end)
+k.name = "runaway"
+local ok, err = pcall(k.join, k)
+print(ok, err:match("^[^\n]*"))
+]]
+
+local function run_slow(extra)
+  local path = os.tmpname()
+  helper.writefile(path, SLOW)
+  local p = corun.process.spawn(RUNNER, { path }, { stdout = "pipe",
+    stderr = "pipe", env = env_with(extra) })
+  local out, err = p.stdout:read("a"), p.stderr:read("a")
+  local code = p:wait(60)
+  os.remove(path)
+  return code, out, err
+end
+
+describe("slow steps (CORUN_SLOW, CORUN_SLOW_LIMIT)", function()
+  after_each(helper.check)
+
+  it("reports a task running long without suspending, and stops a runaway",
+     async(function()
+    local code, out, err = run_slow { CORUN_SLOW = "0.1", CORUN_SLOW_LIMIT = "2" }
+    assert.equal(0, code)
+    assert.matches("^done\ntrue\nfalse\t[^\n]*task 'runaway' ran for [%d.]+ s "
+                   .. "without suspending %(over CORUN_SLOW_LIMIT%)\n$", out)
+    assert.matches("corun: task 'busy' has run for [%d.]+ s without suspending\n"
+                   .. "stack traceback:\n[^\n]*in function", err)
+    assert.matches("corun: task 'runaway' has run for", err)
+  end))
+
+  it("is off by default: no report, no longest_step", async(function()
+    local s = corun.stats()
+    assert.is_nil(s.longest_step)
+    assert.is_true(s.spawned >= 1 and s.alive >= 1 and s.switches >= 1)
+  end))
+end)
+
+describe("corun.stats", function()
+  after_each(helper.check)
+
+  it("counts tasks, switches, timers and the ready queue", async(function()
+    local before = corun.stats()
+    local ts = {}
+    for i = 1, 3 do ts[i] = corun.spawn(corun.sleep, 10) end
+    local failing = corun.spawn(error, "x")
+    local s = corun.stats()
+    assert.equal(before.spawned + 4, s.spawned)
+    assert.equal(before.alive + 4, s.alive)
+    assert.is_true(s.ready >= 4)
+    corun.sleep(0)
+    s = corun.stats()
+    assert.equal(before.timers + 3, s.timers)
+    assert.equal(before.failed + 1, s.failed)
+    assert.is_true(s.switches >= before.switches + 5)
+    pcall(failing.join, failing)
+    for _, t in ipairs(ts) do t:cancel() end
+    corun.sleep(0)
+    assert.equal(before.alive, corun.stats().alive)
+    assert.equal("number", math.type(s.handles) and "number")
+  end))
+end)

@@ -149,6 +149,13 @@ struct cr_loop {
   unsigned char closed;
   unsigned char sigint_on;
   unsigned char script;       /* the runner's run: corun.run joins instead */
+  /* corun.stats() counters, and the step being watched (inspect.c) */
+  unsigned long long nspawned, nfailed, nswitches;
+  double longest_step;        /* seconds; measured while CORUN_SLOW is on */
+  lua_State *step_co;         /* the coroutine running now (under lh->mu) */
+  unsigned long long step_start;  /* uv_hrtime() when it started */
+  unsigned step_seq, step_armed;  /* the step; the one whose hook is set */
+  unsigned char step_kill;    /* the hook raises: the hard limit passed */
 };
 
 /* Shareable handles: C objects with an atomic reference count, seen from
@@ -299,6 +306,7 @@ int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
                  lua_KContext ctx, lua_KFunction k);
 void cr_task_wake(cr_task *t, int outcome);
 int cr_task_cancelnow(cr_task *t);
+void cr_task_pushname(lua_State *L, cr_task *t);
 void cr_task_checkcancel(lua_State *L, cr_task *t);
 int cr_task_outcome(lua_State *L, cr_task *t);
 void cr_task_dispatch(lua_State *L, cr_loop *lp, cr_task *t);
@@ -324,6 +332,10 @@ void cr_inspect_add(cr_lhandle *lh);
 void cr_inspect_remove(cr_lhandle *lh);
 void cr_inspect_dump_all(void);
 void cr_inspect_sigquit(cr_loop *lp, int on);
+extern int cr_slow_on;            /* CORUN_SLOW set: steps are watched */
+void cr_inspect_step_begin(cr_loop *lp, cr_task *t);
+void cr_inspect_step_end(cr_loop *lp, cr_task *t);
+void cr_inspect_open_lib(lua_State *L);
 
 /* gather.c */
 void cr_gather_failed(cr_loop *lp, cr_task *t);

@@ -271,6 +271,7 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   t->id = lp->next_id++;
   t->status = CR_PENDING;
   lp->ntasks++;
+  lp->nspawned++;
   if (lp->current != NULL && lp->current->has_ctx)
     inherit(L, lp->current, t, lua_gettop(L));
   cr_loop_ready(lp, (cr_entry *)t);
@@ -335,6 +336,13 @@ static void pushname(lua_State *L, cr_task *t, int tidx) {
   if (auxfield(L, t, tidx, "name") == LUA_TSTRING) return;
   lua_pop(L, 1);
   lua_pushfstring(L, "task-%d", (int)t->id);
+}
+
+/* Push the name of live task 't'. */
+void cr_task_pushname(lua_State *L, cr_task *t) {
+  pushtask(L, t);
+  pushname(L, t, lua_gettop(L));
+  lua_remove(L, -2);
 }
 
 /* Set the name of task 'tidx' to the string on top (popped). */
@@ -430,6 +438,7 @@ static void finish(lua_State *L, cr_loop *lp, cr_task *t, int tidx,
   t->ref = LUA_NOREF;
   lp->ntasks--;
   if (status == CR_FAILED) {  /* unretrieved until joined or reported */
+    lp->nfailed++;
     cr_loop_pushanchors(L, CR_LUV_FAILED);
     lua_pushlightuserdata(L, t);
     lua_pushvalue(L, tidx);
@@ -529,7 +538,10 @@ void cr_task_dispatch(lua_State *L, cr_loop *lp, cr_task *t) {
   }
   lp->current = t;
   t->yielded = 0;
+  lp->nswitches++;
+  if (cr_slow_on) cr_inspect_step_begin(lp, t);
   status = lua_resume(t->co, L, t->nargs, &nres);
+  if (cr_slow_on) cr_inspect_step_end(lp, t);
   lp->current = NULL;
   t->nargs = 0;
   if (status == LUA_YIELD) {

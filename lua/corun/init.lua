@@ -14,7 +14,7 @@ for _, name in ipairs {
   "spawn", "sleep", "current", "tasks", "is_cancelled", "is_timeout",
   "queue", "lifo_queue", "priority_queue",
   "lock", "rlock", "semaphore", "bounded_semaphore", "event", "condition",
-  "barrier", "channel", "select", "thread", "pool", "loop",
+  "barrier", "channel", "select", "thread", "pool", "loop", "stats",
 } do
   corun[name] = core[name]
 end
