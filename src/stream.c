@@ -655,20 +655,15 @@ static cr_server *checkserver(lua_State *L) {
   return (cr_server *)luaL_checkudata(L, 1, CR_SERVER_MT);
 }
 
-static void on_poll_closed(uv_handle_t *h) {
-  close((int)(intptr_t)h->data);
-  free(h);
-}
-
-/* Close the socket and its handles (the socket once the poll is closed). */
+/* Close the socket and its handles. uv_close stops the poll at once, so
+** the socket can be closed now: a client connecting next is refused. */
 static void server_release(cr_server *sv) {
   if (sv->poll != NULL) {
-    sv->poll->data = (void *)(intptr_t)sv->fd;
-    uv_close((uv_handle_t *)sv->poll, on_poll_closed);
+    sv->poll->data = NULL;
+    uv_close((uv_handle_t *)sv->poll, on_close_free);
     sv->poll = NULL;
   }
-  else if (sv->fd >= 0)
-    close(sv->fd);
+  if (sv->fd >= 0) close(sv->fd);
   sv->fd = -1;
   if (sv->retry != NULL) {
     sv->retry->data = NULL;
