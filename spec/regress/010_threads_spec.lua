@@ -150,4 +150,23 @@ describe("issue 15 #12: unretrieved failures of threads and jobs", function()
       assert.equal("", err)
     end))
   end
+
+  for _, pool in ipairs { "corun.pool(2)", "corun.process.pool(2)" } do
+    it("a caught error of " .. pool .. ":map leaves the exit status 0",
+       async(function()
+      local status, out, err = runner(([[
+        local corun = require "corun"
+        local pool = %s
+        print(pcall(pool.map, pool, function(n)
+          if n %% 2 == 0 then error("even " .. n, 0) end
+          return n
+        end, {1, 2, 3, 4, 5, 6}))
+        pool:close()
+        pool:join()
+      ]]):format(pool))
+      assert.equal(0, status, err)
+      assert.matches("^false\teven 2", out)
+      assert.equal("", err)
+    end))
+  end
 end)
