@@ -42,6 +42,7 @@
 #define MAXDEPTH_S "100"
 #define KEYSHOW 40            /* bytes of a string key shown in a path */
 #define LOCALBUF 256          /* bytes encoded before using a userdata */
+#define PRESIZE 4096          /* slots a decoded table may always start with */
 
 #define MAGIC 'C'
 #define M_SHARED 1            /* header flag: the message holds handles */
@@ -471,6 +472,7 @@ typedef struct dec {
   int seen;                   /* stack slot of id+1 -> object, or 0 */
   uint32_t nrefs;             /* as the header says */
   uint32_t nseen;             /* tables and functions decoded so far */
+  size_t budget;              /* slots tables may still be presized with */
 } dec;
 
 static void decode_value(dec *d, int level);
@@ -567,6 +569,15 @@ static void decode_key(dec *d, int level) {
   if (lua_type(L, -1) == LUA_TNUMBER && x != x) corrupt(d, "NaN key");
 }
 
+/* How many of 'n' claimed slots (each 'w' budget units) to allocate. */
+static uint32_t presize(dec *d, uint32_t n, size_t w) {
+  size_t k = d->budget / w;
+  if (k < PRESIZE) k = PRESIZE;
+  if (n < k) k = n;
+  d->budget -= k * w < d->budget ? k * w : d->budget;
+  return (uint32_t)k;
+}
+
 static void decode_table(dec *d, int level) {
   lua_State *L = d->L;
   uint32_t narr, nhash, i;
@@ -577,7 +588,12 @@ static void decode_table(dec *d, int level) {
   if (narr > left(d) || nhash > left(d) / 2 || narr > INT_MAX)
     corrupt(d, "bad table size");
   if (!lua_checkstack(L, 4)) corrupt(d, "stack overflow");
-  lua_createtable(L, (int)narr, (int)nhash);
+  /* The sizes are only claims until the elements are read (a Lua slot
+  ** is 16-32 bytes, an element 1 or more): the tables of a message are
+  ** presized with at most len/16 slots in all (a hash pair counts 2),
+  ** beyond PRESIZE each, and grow as their elements arrive. So lying
+  ** sizes cost no more memory than the message itself. */
+  lua_createtable(L, (int)presize(d, narr, 1), (int)presize(d, nhash, 2));
   remember(d);
   for (i = 1; i <= narr; i++) {
     decode_value(d, level + 1);
@@ -618,6 +634,7 @@ static int decode(lua_State *L, const char *data, size_t len, int flags) {
   d.flags = flags;
   d.seen = 0;
   d.nseen = 0;
+  d.budget = len / 16;
   h = need(&d, HEADER);
   memcpy(&n, h + 2, sizeof n);
   memcpy(&d.nrefs, h + 6, sizeof d.nrefs);
@@ -627,7 +644,7 @@ static int decode(lua_State *L, const char *data, size_t len, int flags) {
   if (n > INT_MAX - 8 || !lua_checkstack(L, (int)n + 8))
     corrupt(&d, "too many values");
   if (d.nrefs > 0) {
-    lua_createtable(L, (int)d.nrefs, 0);
+    lua_createtable(L, (int)(d.nrefs < PRESIZE ? d.nrefs : PRESIZE), 0);
     d.seen = lua_gettop(L);
   }
   for (i = 0; i < n; i++) decode_value(&d, 1);

@@ -279,6 +279,9 @@ void cr_redis_open_lib(lua_State *L);
 
 /* thread.c */
 void cr_thread_open_lib(lua_State *L);
+void cr_thread_tostring(lua_State *L);
+int cr_thread_unretrieved(void);
+void cr_thread_count_unretrieved(void);
 
 /* loop.c */
 int cr_loop_post(cr_lhandle *lh, cr_post *p);

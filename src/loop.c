@@ -620,7 +620,8 @@ static int loop_run(lua_State *L) {
         (main->status == CR_CANCELLED_ST && lp->sigints == 0))) {
       cr_task_retrieved(L, main);  /* a Cancelled error not from SIGINT */
       lua_getiuservalue(L, mainidx, CR_TUV_VALUE);
-      fprintf(stderr, "corun: %s\n", luaL_tolstring(L, -1, NULL));
+      cr_thread_tostring(L);  /* its __tostring may raise: protected */
+      fprintf(stderr, "corun: %s\n", lua_tostring(L, -1));
       status = 1;
     }
     cr_task_report(L, lp);

@@ -18,6 +18,8 @@
 #include <lualib.h>
 
 int luaopen_corun_core(lua_State *L);
+void cr_thread_tostring(lua_State *L);
+int cr_thread_unretrieved(void);
 
 static const char *usage =
   "usage: corun [options] [script [args...]]\n"
@@ -115,7 +117,8 @@ static int runmain(lua_State *L, int nargs) {
   lua_pushliteral(L, "script");
   lua_rotate(L, -nargs - 3, 2);
   if (lua_pcall(L, nargs + 2, 1, 0) != LUA_OK) {
-    fprintf(stderr, "corun: %s\n", luaL_tolstring(L, -1, NULL));
+    cr_thread_tostring(L);  /* its __tostring may raise: protected */
+    fprintf(stderr, "corun: %s\n", lua_tostring(L, -1));
     return 1;
   }
   status = (int)lua_tointeger(L, -1);
@@ -175,6 +178,7 @@ int main(int argc, char **argv) {
     return status;
   }
   status = runmain(L, pushargs(L, argv, argc, first));
-  lua_close(L);
+  lua_close(L);  /* releases the futures still referenced */
+  if (status == 0 && cr_thread_unretrieved() > 0) status = 1;
   return status;
 }

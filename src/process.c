@@ -171,6 +171,16 @@ static int process_tostring(lua_State *L) {
 ** spawn
 ** ================================================================== */
 
+/* The string at 'idx' (not converted), checked for NUL bytes, which the
+** OS would silently cut it at: 'what' names it in the error. */
+static const char *nonul(lua_State *L, int idx, const char *what) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (s != NULL && strlen(s) != len)
+    luaL_error(L, "spawn: %s cannot contain NUL", what);
+  return s;
+}
+
 /* A NULL-terminated array of the strings of list 'idx' (after 'first'),
 ** in a userdata left on the stack. */
 static char **strings(lua_State *L, int idx, const char *first,
@@ -186,6 +196,11 @@ static char **strings(lua_State *L, int idx, const char *first,
     lua_rawgeti(L, idx, i);
     if (!lua_isstring(L, -1))
       luaL_error(L, "spawn: %s[%d] must be a string", what, (int)i);
+    lua_pushvalue(L, -1);  /* nonul converts a number: keep the original */
+    lua_tostring(L, -1);
+    if (strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
+      luaL_error(L, "spawn: %s[%d] cannot contain NUL", what, (int)i);
+    lua_pop(L, 1);
     v[i - 1 + off] = (char *)lua_tostring(L, -1);
     lua_rawseti(L, holder, i);
   }
@@ -203,6 +218,13 @@ static char **environment(lua_State *L, int idx) {
   while (lua_next(L, idx) != 0) {
     if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
       luaL_error(L, "spawn: env must map names to strings");
+    if (strlen(lua_tostring(L, -2)) != lua_rawlen(L, -2))
+      luaL_error(L, "spawn: env names cannot contain NUL");
+    lua_pushvalue(L, -1);  /* a copy to convert, not the value lua_next uses */
+    if (strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
+      luaL_error(L, "spawn: env value of '%s' cannot contain NUL",
+                 lua_tostring(L, -3));
+    lua_pop(L, 1);
     lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
     lua_rawseti(L, tab, ++n);
     lua_pop(L, 1);
@@ -260,6 +282,7 @@ static int process_spawn(lua_State *L) {
   uv_stdio_container_t io[3];
   cr_process *p;
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  nonul(L, 1, "cmd");
   memset(&o, 0, sizeof o);
   o.file = cmd;
   o.args = strings(L, lua_isnoneornil(L, 2) ? 0 : 2, cmd, "args");
@@ -267,7 +290,7 @@ static int process_spawn(lua_State *L) {
   if (opts) {
     if (lua_getfield(L, opts, "cwd") != LUA_TNIL) {
       luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 3, "cwd must be a string");
-      o.cwd = lua_tostring(L, -1);  /* stays on the stack */
+      o.cwd = nonul(L, -1, "cwd");  /* stays on the stack */
     }
     if (lua_getfield(L, opts, "env") == LUA_TTABLE)
       o.env = environment(L, lua_gettop(L));

@@ -16,9 +16,16 @@
 ** and only the driver resumes tasks.
 */
 
+#define _GNU_SOURCE           /* accept4 */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 
 #include "corun.h"
 
@@ -620,25 +627,37 @@ static int tcp_connect(lua_State *L) {
 
 /* {=================================================================
 ** TCP servers: each connection runs handler(stream) as a new task.
+** A server's uservalues: 1 the handler, 2 its handlers' tasks (weak
+** keys, for close({cancel = true})), 3 opts.on_error or nil.
 ** ================================================================== */
 
 typedef struct cr_server {
   cr_loop *loop;
-  uv_tcp_t *tcp;              /* owned: freed in its close callback */
+  uv_poll_t *poll;            /* owned: its close callback closes fd */
+  uv_timer_t *retry;          /* owned: resumes accepting after errors */
+  int fd;                     /* the listening socket */
   int ref;                    /* anchor while listening */
   int port;
   char host[64];              /* the bound address */
+  int failing;                /* in a burst of accept errors: reported */
 } cr_server;
 
 #define CR_SERVER_MT "corun.server"
+#define ACCEPT_BATCH 64       /* connections accepted per wake-up */
+#define RETRY_MS 50           /* pause after an accept error */
 
-/* In a pcall: accept a connection and spawn handler(stream). */
+/* In a pcall: spawn handler(stream) for accepted socket 'fd'. */
 static int accept_p(lua_State *L) {
   cr_server *sv = (cr_server *)lua_touserdata(L, 1);
+  int fd = (int)lua_tointeger(L, 2);
   uv_tcp_t *c = (uv_tcp_t *)malloc(sizeof *c);
-  if (c == NULL) return luaL_error(L, "not enough memory");
+  if (c == NULL) {
+    close(fd);
+    return luaL_error(L, "not enough memory");
+  }
   uv_tcp_init(&sv->loop->uv, c);
-  if (uv_accept((uv_stream_t *)sv->tcp, (uv_stream_t *)c) != 0) {
+  if (uv_tcp_open(c, (uv_os_sock_t)fd) != 0) {
+    close(fd);
     uv_close((uv_handle_t *)c, on_close_free);
     return 0;
   }
@@ -653,25 +672,98 @@ static int accept_p(lua_State *L) {
   return 0;
 }
 
-static void on_connection(uv_stream_t *h, int status) {
+/* In a pcall: report accept error 'err' to opts.on_error(msg, code),
+** called soon, or on stderr. */
+static int report_p(lua_State *L) {
+  cr_server *sv = (cr_server *)lua_touserdata(L, 1);
+  int err = (int)lua_tointeger(L, 2);
+  cr_loop_pushanchored(L, sv->loop, CR_LUV_HANDLES, sv->ref);
+  if (lua_getiuservalue(L, -1, 3) == LUA_TNIL) {  /* opts.on_error */
+    fprintf(stderr, "corun: tcp server on port %d: accept failed: %s: %s "
+            "(connections wait until it can accept again)\n", sv->port,
+            uv_err_name(err), uv_strerror(err));
+    fflush(stderr);
+    return 0;
+  }
+  lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
+  lua_pushstring(L, uv_err_name(err));
+  cr_loop_callback(L, sv->loop, -3, 2, -1);
+  return 0;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void on_retry(uv_timer_t *t) {
+  cr_server *sv = (cr_server *)t->data;
+  if (sv != NULL && sv->poll != NULL)
+    uv_poll_start(sv->poll, UV_READABLE, on_readable);
+}
+
+/* Accepting failed with 'err' (EMFILE, ENFILE, ENOBUFS, ...): the pending
+** connections stay in the backlog; try again after a pause. The first
+** error of a burst (until an accept succeeds again) is reported. */
+static void accept_failed(cr_server *sv, int err) {
+  lua_State *L = sv->loop->L;
+  uv_poll_stop(sv->poll);
+  uv_timer_start(sv->retry, on_retry, RETRY_MS, 0);
+  if (sv->failing) return;
+  sv->failing = 1;
+  lua_pushcfunction(L, report_p);
+  lua_pushlightuserdata(L, sv);
+  lua_pushinteger(L, err);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);  /* out of memory */
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
   cr_server *sv = (cr_server *)h->data;
   lua_State *L;
-  if (sv == NULL || status < 0) return;
+  int i;
+  (void)events;
+  if (sv == NULL) return;
+  if (status < 0) {
+    accept_failed(sv, status);
+    return;
+  }
   L = sv->loop->L;
-  lua_pushcfunction(L, accept_p);
-  lua_pushlightuserdata(L, sv);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);  /* out of memory */
+  for (i = 0; i < ACCEPT_BATCH && sv->poll != NULL; i++) {
+    int fd = accept4(sv->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        accept_failed(sv, uv_translate_sys_error(errno));
+      return;
+    }
+    sv->failing = 0;
+    lua_pushcfunction(L, accept_p);
+    lua_pushlightuserdata(L, sv);
+    lua_pushinteger(L, fd);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);  /* out of memory */
+  }
 }
 
 static cr_server *checkserver(lua_State *L) {
   return (cr_server *)luaL_checkudata(L, 1, CR_SERVER_MT);
 }
 
+/* Close the socket and its handles. uv_close stops the poll at once, so
+** the socket can be closed now: a client connecting next is refused. */
+static void server_release(cr_server *sv) {
+  if (sv->poll != NULL) {
+    sv->poll->data = NULL;
+    uv_close((uv_handle_t *)sv->poll, on_close_free);
+    sv->poll = NULL;
+  }
+  if (sv->fd >= 0) close(sv->fd);
+  sv->fd = -1;
+  if (sv->retry != NULL) {
+    sv->retry->data = NULL;
+    uv_close((uv_handle_t *)sv->retry, on_close_free);
+    sv->retry = NULL;
+  }
+}
+
 static void server_stop(lua_State *L, cr_server *sv) {
-  if (sv->tcp == NULL) return;
-  sv->tcp->data = NULL;
-  uv_close((uv_handle_t *)sv->tcp, on_close_free);
-  sv->tcp = NULL;
+  server_release(sv);
   if (sv->ref != LUA_NOREF) {
     cr_loop_unanchor(L, sv->loop, CR_LUV_HANDLES, sv->ref);
     sv->ref = LUA_NOREF;
@@ -714,13 +806,24 @@ static int server_index(lua_State *L) {
 }
 
 static int server_gc(lua_State *L) {
-  cr_server *sv = (cr_server *)lua_touserdata(L, 1);
-  if (sv->tcp != NULL) {
-    sv->tcp->data = NULL;
-    uv_close((uv_handle_t *)sv->tcp, on_close_free);
-    sv->tcp = NULL;
-  }
+  server_release((cr_server *)lua_touserdata(L, 1));
   return 0;
+}
+
+/* A socket bound to 'ai' and listening: the fd, or a libuv error. */
+static int listen_socket(const struct addrinfo *ai, int backlog) {
+  int on = 1, fd = socket(ai->ai_family,
+                          ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                          ai->ai_protocol);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+      listen(fd, backlog) != 0) {
+    int err = uv_translate_sys_error(errno);
+    close(fd);
+    return err;
+  }
+  return fd;
 }
 
 /* tcp.listen(host, port, handler, [opts]) -> server | nil, err */
@@ -731,20 +834,16 @@ static int tcp_listen(lua_State *L) {
   int backlog = 511, r;
   struct addrinfo hints, *res = NULL;
   struct sockaddr_storage name;
-  int namelen = sizeof name;
+  socklen_t namelen = sizeof name;
   cr_server *sv;
   uv_getaddrinfo_t req;
   char service[16];
   if (port < 0 || port >= 65536)
     cr_argerror(L, 2, "listen", "port must be 0..65535");
   if (!lua_isfunction(L, 3)) cr_argerror(L, 3, "listen", "function expected");
-  if (lua_istable(L, 4)) {
-    lua_getfield(L, 4, "backlog");
-    backlog = (int)luaL_optinteger(L, -1, 511);
-    lua_pop(L, 1);
-  }
-  sv = (cr_server *)lua_newuserdatauv(L, sizeof *sv, 2);
+  sv = (cr_server *)lua_newuserdatauv(L, sizeof *sv, 3);
   memset(sv, 0, sizeof *sv);
+  sv->fd = -1;
   sv->ref = LUA_NOREF;
   sv->loop = lp;
   luaL_setmetatable(L, CR_SERVER_MT);
@@ -756,6 +855,16 @@ static int tcp_listen(lua_State *L) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lua_setiuservalue(L, -2, 2);
+  if (lua_istable(L, 4)) {
+    lua_getfield(L, 4, "backlog");
+    backlog = (int)luaL_optinteger(L, -1, 511);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 4, "on_error") != LUA_TNIL &&
+        !lua_isfunction(L, -1) && !luaL_getmetafield(L, -1, "__call"))
+      cr_argerror(L, 4, "listen", "on_error must be a function");
+    lua_settop(L, 6);
+    lua_setiuservalue(L, 5, 3);  /* sv (5) is on top again */
+  }
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -764,24 +873,35 @@ static int tcp_listen(lua_State *L) {
   r = uv_getaddrinfo(&lp->uv, &req, NULL, host, service, &hints);
   if (r != 0) return cr_pusherror(L, r);
   res = req.addrinfo;
-  sv->tcp = (uv_tcp_t *)malloc(sizeof *sv->tcp);
-  if (sv->tcp == NULL) {
-    uv_freeaddrinfo(res);
-    return luaL_error(L, "listen: not enough memory");
-  }
-  uv_tcp_init(&lp->uv, sv->tcp);
-  sv->tcp->data = sv;
-  r = uv_tcp_bind(sv->tcp, res->ai_addr, 0);
+  r = listen_socket(res, backlog);
   uv_freeaddrinfo(res);
-  if (r == 0) r = uv_listen((uv_stream_t *)sv->tcp, backlog, on_connection);
-  if (r == 0) r = uv_tcp_getsockname(sv->tcp, (struct sockaddr *)&name,
-                                      &namelen);
-  if (r != 0) {
-    sv->tcp->data = NULL;
-    uv_close((uv_handle_t *)sv->tcp, on_close_free);
-    sv->tcp = NULL;
+  if (r < 0) return cr_pusherror(L, r);
+  sv->fd = r;
+  if (getsockname(sv->fd, (struct sockaddr *)&name, &namelen) != 0) {
+    r = uv_translate_sys_error(errno);
+    server_release(sv);
     return cr_pusherror(L, r);
   }
+  sv->poll = (uv_poll_t *)malloc(sizeof *sv->poll);
+  sv->retry = (uv_timer_t *)malloc(sizeof *sv->retry);
+  if (sv->poll == NULL || sv->retry == NULL) {
+    free(sv->poll);
+    free(sv->retry);
+    sv->poll = NULL;
+    sv->retry = NULL;
+    server_release(sv);
+    return luaL_error(L, "listen: not enough memory");
+  }
+  uv_timer_init(&lp->uv, sv->retry);
+  sv->retry->data = sv;
+  if ((r = uv_poll_init_socket(&lp->uv, sv->poll, sv->fd)) != 0) {
+    free(sv->poll);
+    sv->poll = NULL;
+    server_release(sv);
+    return cr_pusherror(L, r);
+  }
+  sv->poll->data = sv;
+  uv_poll_start(sv->poll, UV_READABLE, on_readable);
   sv->port = ntohs(name.ss_family == AF_INET6
                    ? ((struct sockaddr_in6 *)&name)->sin6_port
                    : ((struct sockaddr_in *)&name)->sin_port);

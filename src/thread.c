@@ -45,6 +45,18 @@ typedef struct cr_future {
   _Atomic int retrieved;      /* its error was raised to someone */
 } cr_future;
 
+/* Failed futures released with nobody having seen their error, in this
+** process (the runner's exit status counts them). */
+static _Atomic int unretrieved;
+
+int cr_thread_unretrieved(void) {
+  return atomic_load(&unretrieved);
+}
+
+void cr_thread_count_unretrieved(void) {
+  atomic_fetch_add(&unretrieved, 1);
+}
+
 /* {=================================================================
 ** Futures
 ** ================================================================== */
@@ -55,6 +67,7 @@ static void future_destroy(cr_shared *s) {
     fprintf(stderr, "corun: a thread or job failed and nobody waited for "
                     "it: %s\n", f->error);
     fflush(stderr);
+    cr_thread_count_unretrieved();
   }
   free(f->error);
   if (f->value != NULL) cr_msg_free(f->value);
@@ -129,7 +142,7 @@ static cr_msg *encode_safe(lua_State *L, int n, const char *what,
 /* Complete 'f' with the n values on top (popped), or with the error of
 ** encoding them. */
 static void future_resolve(lua_State *L, cr_future *f, int n) {
-  cr_msg *m = encode_safe(L, n, "results", 0);
+  cr_msg *m = encode_safe(L, n, "results", CR_CODEC_FUNCTIONS);
   if (m != NULL) {
     future_set(f, FUT_DONE, m);
     return;
@@ -140,14 +153,41 @@ static void future_resolve(lua_State *L, cr_future *f, int n) {
 
 /* Complete 'f' as failed with the error value on top (popped), sent as a
 ** string (its traceback is part of it). */
+static int tostring_p(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Replace the value on top by a string describing it. Its __tostring
+** runs protected: one that raises, yields or returns a non-string gives
+** a fallback description instead. */
+void cr_thread_tostring(lua_State *L) {
+  int t = lua_type(L, -1);
+  if (t == LUA_TSTRING) return;
+  if (!lua_checkstack(L, 3)) {  /* keep a stack slot for the literal */
+    lua_pop(L, 1);
+    lua_pushliteral(L, "error object (no stack space to describe it)");
+    return;
+  }
+  lua_pushcfunction(L, tostring_p);
+  lua_pushvalue(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    if (lua_type(L, -1) == LUA_TSTRING)
+      lua_pushfstring(L, "error object is a %s value (its __tostring "
+                      "failed: %s)", lua_typename(L, t), lua_tostring(L, -1));
+    else
+      lua_pushfstring(L, "error object is a %s value (its __tostring "
+                      "failed)", lua_typename(L, t));
+    lua_remove(L, -2);
+  }
+  lua_remove(L, -2);
+}
+
 static void future_fail(lua_State *L, cr_future *f) {
   cr_msg *m;
   size_t n;
   const char *text;
-  if (lua_type(L, -1) != LUA_TSTRING) {
-    luaL_tolstring(L, -1, NULL);
-    lua_remove(L, -2);
-  }
+  cr_thread_tostring(L);
   text = lua_tolstring(L, -1, &n);
   if (f->error == NULL && (f->error = (char *)malloc(n + 1)) != NULL)
     memcpy(f->error, text, n + 1);  /* for the report if nobody waits */
@@ -174,7 +214,7 @@ static int pushresult(lua_State *L, cr_future *f) {
     cr_pushcancelled(L, 0);
     return lua_error(L);
   }
-  if (f->value != NULL) n = cr_codec_decode(L, f->value, 0);
+  if (f->value != NULL) n = cr_codec_decode(L, f->value, CR_CODEC_FUNCTIONS);
   if (f->state == FUT_FAILED) {
     atomic_store(&f->retrieved, 1);
     if (n == 0) lua_pushliteral(L, "the job failed");
@@ -847,9 +887,21 @@ static int loop_handle(lua_State *L) {
 
 /* }================================================================= */
 
+/* core._unretrieved(text): report a failed job whose error nobody saw
+** (the process pool's futures, when collected) and count it. */
+static int report_unretrieved(lua_State *L) {
+  const char *text = luaL_checkstring(L, 1);
+  fprintf(stderr, "corun: a thread or job failed and nobody waited for "
+                  "it: %s\n", text);
+  fflush(stderr);
+  cr_thread_count_unretrieved();
+  return 0;
+}
+
 void cr_thread_open_lib(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"thread", thread_new},
+    {"_unretrieved", report_unretrieved},
     {"pool", pool_new},
     {"loop", loop_handle},
     {NULL, NULL}

@@ -374,12 +374,29 @@ function Pool:join()
   self:_finished():wait()
 end
 
--- pool:map(fn, list): fn over list on the pool; results in list order.
+-- pool:map(fn, list): fn over list on the pool; results in list order;
+-- raises the first error in list order (after cancelling the jobs not
+-- started and waiting for the running ones).
 function Pool:map(fn, list)
   if type(list) ~= "table" then argerror("map", 2, "list expected") end
   local futures, results = {}, {}
   for i = 1, #list do futures[i] = self:submit(fn, list[i]) end
-  for i = 1, #list do results[i] = futures[i]:wait() end
+  for i = 1, #list do
+    local ok, r = pcall(futures[i].wait, futures[i])
+    if not ok then
+      -- as Python's Executor.map: the jobs not started never run; the
+      -- running ones are waited for, so their errors count as retrieved
+      for j = i + 1, #list do
+        local f = futures[j]
+        if not f:cancel() and not is_cancelled(r) then
+          local ok2, e2 = pcall(f.wait, f)
+          if not ok2 and is_cancelled(e2) then error(e2, 0) end
+        end
+      end
+      error(r, 0)
+    end
+    results[i] = r
+  end
   return results
 end
 

@@ -19,6 +19,14 @@ local spawn = core.spawn
 local Future = { __name = "corun.future" }  -- combinators accept futures
 Future.__index = Future
 
+-- A failed job whose error nobody retrieved is reported when its future is
+-- collected, and makes the runner exit 1 (as a thread pool's job does).
+function Future:__gc()
+  if type(self.err) == "string" and not self.retrieved then
+    core._unretrieved(self.err)
+  end
+end
+
 local function future()
   return setmetatable({ event = core.event() }, Future)
 end
@@ -33,7 +41,10 @@ end
 function Future:wait(timeout)
   local ok, why = self.event:wait(timeout)
   if not ok then return nil, why end
-  if self.err ~= nil then error(self.err, 0) end
+  if self.err ~= nil then
+    self.retrieved = true
+    error(self.err, 0)
+  end
   return unpack(self.values, 1, self.values.n)
 end
 Future.join = Future.wait
@@ -78,22 +89,47 @@ local function start(pool)
   return p
 end
 
+-- The largest answer frame accepted: a longer header is taken as garbage.
+local MAXANSWER = 1 << 30
+
 -- Send one job to worker process p; return the answer frame, or nil when
--- the worker died with it, or false when it was dead before (the job was
--- never sent).
+-- the worker died with it (nil, why when its answer was corrupt), or false
+-- when it was dead before (the job was never sent).
 local function ask(p, frame)
   if not p.stdin:write(string.pack(">s4", frame)) then return false end
   p:_ref(true)          -- until the answer, or the end of its pipe
   p.stdout:_ref(true)   -- (the child's exit may be seen before that)
+  local why
   local ok, answer = pcall(function()
     local header = p.stdout:read(4)
     if header == nil or #header < 4 then return nil end
-    return p.stdout:read((string.unpack(">I4", header)))
+    local n = string.unpack(">I4", header)
+    if n > MAXANSWER then
+      why = ("corrupt answer from the worker (a frame of %d bytes)")
+        :format(n)
+      return nil
+    end
+    local data = p.stdout:read(n)
+    if data == nil or #data < n then return nil end  -- died mid-answer
+    return data
   end)
   p.stdout:_ref(false)
   p:_ref(false)
   if not ok then error(answer, 0) end
-  return answer
+  return answer, why
+end
+
+-- The outcome in answer frame s: true, results (a table) or false, error;
+-- nil, why when the frame is not a valid answer.
+local function decode(s)
+  local ok, res = pcall(function() return pack(core.codec_load(s)) end)
+  if not ok then
+    return nil, "corrupt answer from the worker: "
+      .. tostring(res):gsub("^[^\n]-:%d+: ", "")
+  end
+  if res[1] == true then return true, pack(unpack(res, 2, res.n)) end
+  if res[1] == false and type(res[2]) == "string" then return false, res[2] end
+  return nil, "corrupt answer from the worker: not an answer"
 end
 
 local function died(p)
@@ -116,22 +152,24 @@ local function manage(pool)
           died(p)
           p = start(pool)
         end
-        local answer = ask(p, job.frame)
+        local answer, why = ask(p, job.frame)
         if answer == false then  -- died while idle: its replacement does it
           died(p)
           p = start(pool)
-          answer = ask(p, job.frame)
+          answer, why = ask(p, job.frame)
         end
-        if not answer then
-          settle(job.future, died(p))
+        local done, res
+        if answer then done, res = decode(answer) end
+        if done == nil then
+          why = why or res
+          if why then p:kill("kill") end  -- out of step: replace it
+          local death = died(p)
+          settle(job.future, why or death)
           p = start(pool)
+        elseif done then
+          settle(job.future, nil, res)
         else
-          local res = pack(core.codec_load(answer))
-          if res[1] then
-            settle(job.future, nil, pack(unpack(res, 2, res.n)))
-          else
-            settle(job.future, res[2])
-          end
+          settle(job.future, res)
         end
       end
     end
@@ -165,7 +203,22 @@ end
 function Pool:map(fn, list)
   local futures, results = {}, {}
   for i = 1, #list do futures[i] = self:submit(fn, list[i]) end
-  for i = 1, #list do results[i] = futures[i]:wait() end
+  for i = 1, #list do
+    local ok, r = pcall(futures[i].wait, futures[i])
+    if not ok then
+      -- as Python's Executor.map: the jobs not started never run; the
+      -- running ones are waited for, so their errors count as retrieved
+      for j = i + 1, #list do
+        local f = futures[j]
+        if not f:cancel() and not core.is_cancelled(r) then
+          local ok2, e2 = pcall(f.wait, f)
+          if not ok2 and core.is_cancelled(e2) then error(e2, 0) end
+        end
+      end
+      error(r, 0)
+    end
+    results[i] = r
+  end
   return results
 end
 
@@ -188,8 +241,8 @@ local M = {}
 
 function M.new(n)
   n = n or core.process.cpus()
-  if math.type(n) ~= "integer" or n < 1 then
-    error("bad argument #1 to 'pool' (size must be an integer >= 1)", 3)
+  if math.type(n) ~= "integer" or n < 1 or n > 1024 then
+    error("bad argument #1 to 'pool' (size must be 1..1024)", 3)
   end
   local pool = setmetatable({ jobs = core.queue(), managers = {},
                               runner = runner_path() }, Pool)
