@@ -129,7 +129,7 @@ end)
 t.name = "busy"
 print(t:join())
 local s = corun.stats()
-print(s.longest_step ~= nil and s.longest_step >= 0.3)
+print(s.longest_step ~= nil and s.longest_step >= 0.25)
 local k = corun.spawn(function() while true do end end)
 k.name = "runaway"
 local ok, err = pcall(k.join, k)
