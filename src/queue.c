@@ -73,7 +73,9 @@ static cr_task *first(cr_list *waiters) {
 ** ================================================================== */
 
 static void grow(lua_State *L, cr_queue *q, int qidx) {
-  int i, cap = q->cap * 2;
+  int i, cap;
+  if (q->cap > INT_MAX / 2) luaL_error(L, "put: the queue is too large");
+  cap = q->cap * 2;
   lua_getiuservalue(L, qidx, 1);
   lua_createtable(L, cap, 0);
   for (i = 0; i < q->n; i++) {
@@ -515,11 +517,9 @@ static cr_queue *pushqueue(lua_State *L, int kind, lua_Integer maxsize,
   return q;
 }
 
-static int newqueue(lua_State *L, int kind, const char *fname) {
+static int newqueue(lua_State *L, int kind) {
   lua_Integer maxsize = luaL_optinteger(L, 1, 0);
-  if (maxsize < 0)
-    return luaL_error(L, "bad argument #1 to '%s' (maxsize must be >= 0)",
-                      fname);
+  luaL_argcheck(L, maxsize >= 0, 1, "maxsize must be >= 0");
   pushqueue(L, kind, maxsize, maxsize > 0 && maxsize < 16 ? (int)maxsize : 16);
   return 1;
 }
@@ -540,18 +540,18 @@ static int queue_completion(lua_State *L) {
 }
 
 static int queue_new(lua_State *L) {
-  return newqueue(L, CR_FIFO, "queue");
+  return newqueue(L, CR_FIFO);
 }
 
 static int queue_new_lifo(lua_State *L) {
-  return newqueue(L, CR_LIFO, "lifo_queue");
+  return newqueue(L, CR_LIFO);
 }
 
 /* priority_queue([maxsize], [less]) */
 static int queue_new_prio(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) cr_checkcallable(L, 2);
   lua_settop(L, 2);
-  newqueue(L, CR_PRIO, "priority_queue");
+  newqueue(L, CR_PRIO);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, 2);
   return 1;

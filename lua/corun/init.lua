@@ -30,13 +30,32 @@ local function callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
-local function argerror(fname, n, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
+local this_file = debug.getinfo(1, "S").source
+
+-- Raise "bad argument #n to 'fname' (msg)" as luaL_argerror writes it
+-- (n == 0: "calling 'fname' on bad self"), positioned at the first caller
+-- outside this file, however deep in this file it is raised.
+local function argerror(fname, n, msg)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "S")
+    if info == nil or info.source ~= this_file then break end
+    level = level + 1
+  end
+  if n == 0 then
+    error(("calling '%s' on bad self (%s)"):format(fname, msg), level)
+  end
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level)
+end
+
+-- "<what> expected, got <type of v>"
+local function expected(what, v)
+  return ("%s expected, got %s"):format(what, type(v))
 end
 
 local function check_timeout(fname, n, t)
   if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
-    argerror(fname, n, "timeout must be a number >= 0", 4)
+    argerror(fname, n, "timeout must be a number >= 0")
   end
 end
 
@@ -82,7 +101,7 @@ local function tasks_of(fname, items, n)
     elseif callable(v) then
       tasks[i] = spawn(v)
     else
-      argerror(fname, i, ("task or function expected, got %s"):format(type(v)), 4)
+      argerror(fname, i, ("task or function expected, got %s"):format(type(v)))
     end
   end
   return tasks
@@ -139,7 +158,10 @@ end
 
 -- wait(tasks, {timeout =, return_when = "all" | "first" | "first_error"})
 function corun.wait(tasks, opts)
-  if type(tasks) ~= "table" then argerror("wait", 1, "list of tasks expected") end
+  if type(tasks) ~= "table" then argerror("wait", 1, expected("list of tasks", tasks)) end
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror("wait", 2, expected("options table", opts))
+  end
   opts = opts or {}
   local when = opts.return_when or "all"
   if when ~= "all" and when ~= "first" and when ~= "first_error" then
@@ -164,7 +186,7 @@ end
 
 -- for t in as_completed(tasks, [timeout]) do ... end
 function corun.as_completed(tasks, timeout)
-  if type(tasks) ~= "table" then argerror("as_completed", 1, "list of tasks expected") end
+  if type(tasks) ~= "table" then argerror("as_completed", 1, expected("list of tasks", tasks)) end
   check_timeout("as_completed", 2, timeout)
   local n = #tasks
   local list = tasks_of("as_completed", tasks, n)
@@ -185,7 +207,7 @@ function corun.timeout(sec, fn, ...)
   if type(sec) ~= "number" or sec ~= sec or sec < 0 then
     argerror("timeout", 1, "seconds must be a number >= 0")
   end
-  if not callable(fn) then argerror("timeout", 2, "function expected") end
+  if not callable(fn) then argerror("timeout", 2, expected("function", fn)) end
   local me = current()
   if me == nil then error("timeout: must be called from inside a task", 2) end
   local fired = false
@@ -209,7 +231,7 @@ Group.__index = Group
 
 function Group:spawn(fn, ...)
   if self.closed then error("group: spawn after the group has finished", 2) end
-  if not callable(fn) then argerror("spawn", 1, "function expected") end
+  if not callable(fn) then argerror("spawn", 1, expected("function", fn)) end
   local t = spawn(fn, ...)
   notify(t, self.q)
   self.live = self.live + 1
@@ -243,7 +265,7 @@ local function drain(g, err)
 end
 
 function corun.group(body)
-  if not callable(body) then argerror("group", 1, "function expected") end
+  if not callable(body) then argerror("group", 1, expected("function", body)) end
   local g = setmetatable({ q = queue(), live = 0, tasks = {} }, Group)
   local res = pack(pcall(body, g))
   local err
@@ -259,8 +281,14 @@ end
 
 --[[ with: run fn holding a lock, a semaphore or a condition's lock ]]
 
+local with_classes = { "corun.lock", "corun.semaphore", "corun.condition" }
+local with_self = {}  -- method table -> true, for the classes above
 local function with(self, fn, ...)
-  if not callable(fn) then argerror("with", 1, "function expected") end
+  local mt = getmetatable(self)
+  if type(mt) ~= "table" or not with_self[mt.__index] then
+    argerror("with", 0, expected("lock, semaphore or condition", self))
+  end
+  if not callable(fn) then argerror("with", 1, expected("function", fn)) end
   self:acquire()
   local res = pack(pcall(fn, ...))
   self:release()
@@ -268,14 +296,21 @@ local function with(self, fn, ...)
   return unpack(res, 2, res.n)
 end
 
-for _, class in ipairs { "corun.lock", "corun.semaphore", "corun.condition" } do
-  core.methods(class).with = with
+for _, class in ipairs(with_classes) do
+  local methods = core.methods(class)
+  methods.with = with
+  with_self[methods] = true
 end
 
 -- condition:wait_for(pred, [timeout]): wait until pred() is true; returns
 -- its value, or nil, "timeout". The lock must be held, as for wait.
+local Condition = core.methods("corun.condition")
 local function wait_for(self, pred, timeout)
-  if not callable(pred) then argerror("wait_for", 1, "function expected") end
+  local mt = getmetatable(self)
+  if type(mt) ~= "table" or mt.__index ~= Condition then
+    argerror("wait_for", 0, expected("condition", self))
+  end
+  if not callable(pred) then argerror("wait_for", 1, expected("function", pred)) end
   check_timeout("wait_for", 2, timeout)
   local deadline = timeout and time() + timeout
   local r = pred()
@@ -299,7 +334,7 @@ end
 
 -- pool:map(fn, list): fn over list on the pool; results in list order.
 function Pool:map(fn, list)
-  if type(list) ~= "table" then argerror("map", 2, "list expected") end
+  if type(list) ~= "table" then argerror("map", 2, expected("list", list)) end
   local futures, results = {}, {}
   for i = 1, #list do futures[i] = self:submit(fn, list[i]) end
   for i = 1, #list do results[i] = futures[i]:wait() end
@@ -319,6 +354,10 @@ end
 
 function corun.dump(file)
   file = file or io.stderr
+  local ok, write = pcall(function() return file.write end)
+  if not ok or not callable(write) then
+    argerror("dump", 1, expected("file (a value with a write method)", file))
+  end
   file:write(core.dump_string())
   if file.flush then file:flush() end
 end
@@ -328,7 +367,7 @@ corun.tcp = { connect = core.tcp.connect }
 -- tcp.listen(host, port, handler, [opts]): each connection's stream is
 -- closed when its handler ends, also when it fails.
 function corun.tcp.listen(host, port, handler, opts)
-  if not callable(handler) then argerror("listen", 3, "function expected") end
+  if not callable(handler) then argerror("listen", 3, expected("function", handler)) end
   return core.tcp.listen(host, port, function(stream)
     local _ <close> = stream
     return handler(stream)
