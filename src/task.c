@@ -185,10 +185,12 @@ static int parked(cr_task *t) {
 }
 
 /* Request cancellation (L may be NULL from a signal: then no message).
-** Returns 0 when the task has already finished. */
+** A message replaces the one of an earlier request, so the Cancelled raised
+** next carries the latest. Returns 0 when the task has already finished. */
 int cr_task_cancel(lua_State *L, cr_task *t, int msgidx) {
   if (t->status != CR_PENDING) return 0;
-  if (t->ncancel++ == 0 && L != NULL && msgidx != 0) {
+  t->ncancel++;
+  if (L != NULL && msgidx != 0) {  /* the latest message wins */
     msgidx = lua_absindex(L, msgidx);
     pushtask(L, t);
     auxtable(L, t, lua_gettop(L));
