@@ -43,6 +43,33 @@ void cr_checkcallable(lua_State *L, int arg) {
   if (!cr_iscallable(L, arg)) luaL_typeerror(L, arg, "function");
 }
 
+static int tolstring(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Push a description of the value at 'idx' (an error object) and return
+** it. Unlike luaL_tolstring it never raises: when __tostring raises, or
+** returns no string, the description says so ("error object (table:
+** 0x...; __tostring failed: ...)"). */
+const char *cr_describe(lua_State *L, int idx) {
+  const char *why;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    lua_pushvalue(L, idx);
+    return lua_tostring(L, -1);
+  }
+  lua_pushcfunction(L, tolstring);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) return lua_tostring(L, -1);
+  why = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                        : luaL_typename(L, -1);
+  lua_pushfstring(L, "error object (%s: %p; __tostring failed: %s)",
+                  luaL_typename(L, idx), lua_topointer(L, idx), why);
+  lua_remove(L, -2);
+  return lua_tostring(L, -1);
+}
+
 /* Light-userdata registry keys of the hot metatables. */
 const char cr_task_mtkey = 0, cr_queue_mtkey = 0;
 

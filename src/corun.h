@@ -329,6 +329,7 @@ extern const char cr_task_mtkey, cr_queue_mtkey;  /* registry keys */
 double cr_opttimeout(lua_State *L, int arg);
 int cr_pushfail(lua_State *L, const char *why);
 int cr_iscallable(lua_State *L, int idx);
+const char *cr_describe(lua_State *L, int idx);
 void cr_checkcallable(lua_State *L, int arg);
 void *cr_toudata(lua_State *L, int idx, size_t size, size_t moff,
                  unsigned magic);

@@ -320,8 +320,7 @@ static cr_handle *checkhandle(lua_State *L) {
 }
 
 static int msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) msg = luaL_tolstring(L, 1, NULL);
+  const char *msg = cr_describe(L, 1);
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
@@ -342,7 +341,7 @@ void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h) {
   for (i = 1; i <= h->nargs + 1; i++)
     lua_getiuservalue(L, base + 1, i);
   if (lua_pcall(L, h->nargs, 0, base + 2) != LUA_OK) {
-    fprintf(stderr, "corun: error in callback: %s\n", lua_tostring(L, -1));
+    fprintf(stderr, "corun: error in callback: %s\n", cr_describe(L, -1));
     fflush(stderr);
     lp->failures++;
   }
@@ -585,9 +584,10 @@ static int loop_run(lua_State *L) {
         (main->status == CR_CANCELLED_ST && lp->sigints == 0)) {
       cr_task_retrieved(L, main);  /* a Cancelled error not from SIGINT */
       lua_getiuservalue(L, mainidx, CR_TUV_VALUE);
-      fprintf(stderr, "corun: %s\n", luaL_tolstring(L, -1, NULL));
+      fprintf(stderr, "corun: %s\n", cr_describe(L, -1));
       status = 1;
     }
+    lua_gc(L, LUA_GCCOLLECT);  /* collected failed tasks report themselves */
     cr_task_report(L, lp);
     if (lp->failures > 0) status = 1;
     if (lp->sigints > 0) status = 130;

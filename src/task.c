@@ -566,7 +566,7 @@ static void report(lua_State *L, cr_task *t, int tidx) {
   if (t->retrieved) return;
   pushname(L, t, tidx);
   lua_getiuservalue(L, tidx, CR_TUV_VALUE);
-  luaL_tolstring(L, -1, NULL);
+  cr_describe(L, -1);  /* never raises: a report is never lost */
   fprintf(stderr, "corun: task '%s' failed: %s\n", lua_tostring(L, top + 1),
           lua_tostring(L, -1));
   if (auxfield(L, t, tidx, "traceback") == LUA_TSTRING)
