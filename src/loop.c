@@ -21,6 +21,11 @@
 #include "corun.h"
 
 #define POLL_EVERY 64            /* batches between non-blocking I/O polls */
+
+/* A timer due further than this (2^32 s, about 136 years) from now, or at
+** an infinite time, counts as never firing: it does not keep the loop
+** alive (a task sleeping on it alone is blocked forever). */
+#define NEVER 4294967296.0
 #define LOOP_KEY "corun.loop.instance"
 
 /* {=================================================================
@@ -222,13 +227,20 @@ static void dispatch(lua_State *L, cr_loop *lp, cr_list *n) {
 
 /* Nothing is ready: wait for a timer or I/O. Returns 0 when nothing can
 ** happen any more (no timer, no live libuv handle or request). */
-static int idle(cr_loop *lp) {
+static cr_timer *nexttimer(cr_loop *lp) {
   cr_timer *tm = cr_heap_min(&lp->timers);
+  if (tm != NULL && !(tm->deadline - cr_loop_now(lp) <= NEVER))
+    return NULL;  /* never fires (also an infinite or NaN deadline) */
+  return tm;
+}
+
+static int idle(cr_loop *lp) {
+  cr_timer *tm = nexttimer(lp);
   int io = uv_loop_alive(&lp->uv);
   if (lp->virtual_clock) {
     if (io) uv_run(&lp->uv, UV_RUN_NOWAIT);
     if (!cr_list_empty(&lp->ready)) return 1;
-    if ((tm = cr_heap_min(&lp->timers)) != NULL) {
+    if ((tm = nexttimer(lp)) != NULL) {
       if (tm->deadline > lp->vnow) lp->vnow = tm->deadline;
       expire(lp, lp->vnow);
       return 1;

@@ -38,6 +38,8 @@ typedef struct cr_stream {
   size_t queued;              /* bytes of writes not yet completed */
   int reading;                /* uv_read_start is active */
   int closed;
+  int pinned;                 /* s:_ref() chose; else the handle keeps the
+                              ** loop alive only while a reader waits */
   cr_list readers, writers;   /* parked tasks */
   unsigned magic;
 } cr_stream;
@@ -121,6 +123,14 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
     cr_task_wake(first(&s->readers), CR_OK);
   else if (s->len - s->pos >= HIGH_WATER)
     stopreading(s);  /* nobody reads: do not buffer without bound */
+}
+
+/* An open stream nobody waits on does not keep the loop alive (pending
+** writes do: libuv counts their requests). */
+static void autoref(cr_stream *s) {
+  if (s->pinned || s->h == NULL) return;
+  if (cr_list_empty(&s->readers)) uv_unref((uv_handle_t *)s->h);
+  else uv_ref((uv_handle_t *)s->h);
 }
 
 static int startreading(cr_stream *s) {
@@ -209,6 +219,8 @@ static int read_(lua_State *L, cr_stream *s, int fmt, size_t n) {
     timeout = deadline - cr_loop_now(s->loop);
     if (timeout < 0) timeout = 0;
   }
+  cr_task_checkcancel(L, t);  /* so that the park below links the reader */
+  if (!s->pinned) uv_ref((uv_handle_t *)s->h);
   return cr_task_park(L, t, &s->readers, timeout, 0, read_k);
 }
 
@@ -218,6 +230,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   int fmt = parsefmt(L, 2, &n);
   (void)status; (void)ctx;
   lua_settop(L, 3);
+  autoref(s);
   if (s->loop->current->outcome != CR_OK && cr_list_empty(&s->readers))
     stopreading(s);  /* nobody waits: do not keep the loop alive */
   if (cr_task_outcome(L, s->loop->current) == CR_TIMEOUT) {
@@ -370,6 +383,7 @@ static int stream_close(lua_State *L) {
 ** references a worker's pipe only while a job is in flight). */
 static int stream_ref(lua_State *L) {
   cr_stream *s = checkstream(L);
+  s->pinned = 1;
   if (s->h != NULL) {
     if (lua_toboolean(L, 2)) uv_ref((uv_handle_t *)s->h);
     else uv_unref((uv_handle_t *)s->h);
@@ -403,6 +417,7 @@ cr_stream *cr_stream_push(lua_State *L, cr_loop *lp, uv_stream_t *h) {
   luaL_setmetatable(L, CR_STREAM_MT);
   s->h = h;
   h->data = s;
+  autoref(s);
   return s;
 }
 
