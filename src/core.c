@@ -70,6 +70,30 @@ const char *cr_describe(lua_State *L, int idx) {
   return lua_tostring(L, -1);
 }
 
+/* The name of the running C function as Lua called it (as luaL_argerror
+** finds it), for error messages; "corun" when there is none. */
+const char *cr_fname(lua_State *L) {
+  lua_Debug ar;
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name != NULL)
+    return ar.name;
+  return "corun";
+}
+
+/* luaL_argerror(L, arg, msg), naming the function 'fname' when Lua's call
+** information has no name for it (a method called through pcall, where
+** luaL_argerror would say '?'). Same spelling either way. */
+int cr_badarg(lua_State *L, int arg, const char *fname, const char *msg) {
+  lua_Debug ar;
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name != NULL)
+    return luaL_argerror(L, arg, msg);
+  return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
+}
+
+/* Raise "<function>: not enough memory". */
+int cr_nomem(lua_State *L) {
+  return luaL_error(L, "%s: not enough memory", cr_fname(L));
+}
+
 /* Light-userdata registry keys of the hot metatables. */
 const char cr_task_mtkey = 0, cr_queue_mtkey = 0;
 
@@ -120,7 +144,7 @@ static int core_methods(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   luaL_argcheck(L, strncmp(name, "corun.", 6) == 0, 1, "not a corun class");
   if (luaL_getmetatable(L, name) != LUA_TTABLE)
-    return luaL_error(L, "no class '%s'", name);
+    return luaL_error(L, "methods: no class '%s'", name);
   lua_getfield(L, -1, "__index");
   return 1;
 }

@@ -330,6 +330,9 @@ double cr_opttimeout(lua_State *L, int arg);
 int cr_pushfail(lua_State *L, const char *why);
 int cr_iscallable(lua_State *L, int idx);
 const char *cr_describe(lua_State *L, int idx);
+const char *cr_fname(lua_State *L);
+int cr_nomem(lua_State *L);
+int cr_badarg(lua_State *L, int arg, const char *fname, const char *msg);
 void cr_checkcallable(lua_State *L, int arg);
 void *cr_toudata(lua_State *L, int idx, size_t size, size_t moff,
                  unsigned magic);

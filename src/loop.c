@@ -101,7 +101,7 @@ int cr_loop_anchor(lua_State *L, cr_loop *lp, int slot, int idx) {
   if (r->nfree == 0 && r->cap == r->n) {  /* grow the free list first */
     int cap = r->cap ? r->cap * 2 : 64;
     int *v = (int *)realloc(r->free, cap * sizeof *v);
-    if (v == NULL) luaL_error(L, "not enough memory");
+    if (v == NULL) cr_nomem(L);
     r->free = v;
     r->cap = cap;
   }
@@ -368,8 +368,8 @@ int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
   int i;
   fidx = lua_absindex(L, fidx);
   if (nargs > CR_MAXARGS)
-    return luaL_error(L, "too many arguments to a callback (at most %d)",
-                      CR_MAXARGS);
+    return luaL_error(L, "%s: too many arguments to a callback (at most %d)",
+                      cr_fname(L), CR_MAXARGS);
   h = (cr_handle *)lua_newuserdatauv(L, sizeof *h, nargs + 1);
   h->kind = CR_SCHED_CALLBACK;
   cr_list_init(&h->node);
@@ -383,14 +383,17 @@ int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
     lua_setiuservalue(L, -2, i + 1);
   }
   if (delay >= 0 && cr_loop_arm(lp, &h->timer, delay) != 0)
-    return luaL_error(L, "not enough memory");
+    return cr_nomem(L);
   h->ref = cr_loop_anchor(L, lp, CR_LUV_HANDLES, -1);
   if (delay < 0) cr_loop_ready(lp, (cr_entry *)h);
   return 1;
 }
 
-static int schedule(lua_State *L, int fidx, double delay) {
+static int schedule(lua_State *L, int fidx, double delay, const char *fname) {
   cr_checkcallable(L, fidx);
+  if (lua_gettop(L) - fidx > CR_MAXARGS)
+    return luaL_error(L, "%s: too many arguments to a callback (at most %d)",
+                      fname, CR_MAXARGS);
   return cr_loop_callback(L, cr_loop_get(L), fidx, lua_gettop(L) - fidx,
                           delay);
 }
@@ -402,11 +405,11 @@ static double checkdelay(lua_State *L, int arg) {
 }
 
 static int loop_call_soon(lua_State *L) {
-  return schedule(L, 1, -1);
+  return schedule(L, 1, -1, "call_soon");
 }
 
 static int loop_call_later(lua_State *L) {
-  return schedule(L, 2, checkdelay(L, 1));
+  return schedule(L, 2, checkdelay(L, 1), "call_later");
 }
 
 static int loop_call_at(lua_State *L) {
@@ -414,7 +417,7 @@ static int loop_call_at(lua_State *L) {
   double when = luaL_checknumber(L, 1);
   luaL_argcheck(L, !isnan(when), 1, "time must be a number");
   when -= cr_loop_now(lp);
-  return schedule(L, 2, when > 0 ? when : 0);
+  return schedule(L, 2, when > 0 ? when : 0, "call_at");
 }
 
 static int cancelhandle(lua_State *L, cr_handle *h) {

@@ -331,9 +331,9 @@ static int poll(lua_State *L, cr_queue *q, int qidx) {
   return cr_pushfail(L, q->closed ? "closed" : "empty");
 }
 
-static void checkitem(lua_State *L, int arg) {
+static void checkitem(lua_State *L, int arg, const char *fname) {
   luaL_checkany(L, arg);
-  if (lua_isnil(L, arg)) luaL_argerror(L, arg, "nil is not a valid item");
+  if (lua_isnil(L, arg)) cr_badarg(L, arg, fname, "nil is not a valid item");
 }
 
 /* offer() for the Lua API: true, or nil,why. */
@@ -363,7 +363,7 @@ static int queue_put(lua_State *L) {
   cr_queue *q = checkqueue(L, "put");
   double timeout = cr_opttimeout(L, 3);
   cr_task *t;
-  checkitem(L, ITEM_ARG);
+  checkitem(L, ITEM_ARG, "put");
   if (q->closed || !cr_list_empty(&q->getters) ||
       !cr_list_empty(&q->sgetters) || !isfull(q))
     return putnow(L, q);
@@ -384,7 +384,7 @@ static int queue_get(lua_State *L) {
 
 static int queue_put_nowait(lua_State *L) {
   cr_queue *q = checkqueue(L, "put_nowait");
-  checkitem(L, ITEM_ARG);
+  checkitem(L, ITEM_ARG, "put_nowait");
   return putnow(L, q);
 }
 

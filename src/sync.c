@@ -123,9 +123,9 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 static lua_Integer checkcount(lua_State *L, int arg, lua_Integer min,
                               const char *fname) {
   lua_Integer n = luaL_checkinteger(L, arg);
-  (void)fname;  /* luaL_argerror names the function as it was called */
   if (n < min)
-    luaL_argerror(L, arg, lua_pushfstring(L, "must be >= %I", (LUAI_UACINT)min));
+    cr_badarg(L, arg, fname,
+              lua_pushfstring(L, "must be >= %I", (LUAI_UACINT)min));
   return n;
 }
 

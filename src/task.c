@@ -144,7 +144,7 @@ int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
   if (t->cancel_pending && !t->shielded) return raisecancelled(L, t);
   t->outcome = CR_OK;
   if (timeout >= 0 && cr_loop_arm(t->loop, &t->timer, timeout) != 0)
-    return luaL_error(L, "not enough memory");
+    return cr_nomem(L);
   if (waitlist != NULL) cr_list_push(waitlist, &t->wnode);
   t->yielded = 1;
   return lua_yieldk(L, 0, ctx, k);
@@ -231,7 +231,8 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   cr_setmetatable(L, &cr_task_mtkey);
   co = lua_newthread(L);
   lua_setiuservalue(L, -2, CR_TUV_CO);
-  if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
+  if (!lua_checkstack(co, nargs + 1))
+    luaL_error(L, "%s: too many arguments", cr_fname(L));
   lua_pushvalue(L, fidx);
   lua_xmove(L, co, 1);
   for (int i = 1; i <= nargs; i++) {

@@ -32,7 +32,7 @@ end
 
 local this_file = debug.getinfo(1, "S").source
 
--- Raise "bad argument #n to 'fname' (msg)" as luaL_argerror writes it
+-- Raise an argument error spelled as luaL_argerror writes it
 -- (n == 0: "calling 'fname' on bad self"), positioned at the first caller
 -- outside this file, however deep in this file it is raised.
 local function argerror(fname, n, msg)
