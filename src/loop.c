@@ -22,9 +22,11 @@
 
 #define POLL_EVERY 64            /* batches between non-blocking I/O polls */
 
-/* A timer due further than this (2^32 s, about 136 years) from now, or at
-** an infinite time, counts as never firing: it does not keep the loop
-** alive (a task sleeping on it alone is blocked forever). */
+/* Once the main task has finished, a timer due further than this (2^32 s,
+** about 136 years) from now, or at an infinite time, counts as never
+** firing: it does not keep the loop alive (a task sleeping on it alone is
+** blocked forever). While the main task runs it does: sleep(math.huge) in
+** the main task is how a loop is kept running until stopped. */
 #define NEVER 4294967296.0
 #define LOOP_KEY "corun.loop.instance"
 
@@ -227,20 +229,20 @@ static void dispatch(lua_State *L, cr_loop *lp, cr_list *n) {
 
 /* Nothing is ready: wait for a timer or I/O. Returns 0 when nothing can
 ** happen any more (no timer, no live libuv handle or request). */
-static cr_timer *nexttimer(cr_loop *lp) {
+static cr_timer *nexttimer(cr_loop *lp, int never) {
   cr_timer *tm = cr_heap_min(&lp->timers);
-  if (tm != NULL && !(tm->deadline - cr_loop_now(lp) <= NEVER))
+  if (never && tm != NULL && !(tm->deadline - cr_loop_now(lp) <= NEVER))
     return NULL;  /* never fires (also an infinite or NaN deadline) */
   return tm;
 }
 
-static int idle(cr_loop *lp) {
-  cr_timer *tm = nexttimer(lp);
+static int idle(cr_loop *lp, int never) {
+  cr_timer *tm = nexttimer(lp, never);
   int io = uv_loop_alive(&lp->uv);
   if (lp->virtual_clock) {
     if (io) uv_run(&lp->uv, UV_RUN_NOWAIT);
     if (!cr_list_empty(&lp->ready)) return 1;
-    if ((tm = nexttimer(lp)) != NULL) {
+    if ((tm = nexttimer(lp, never)) != NULL) {
       if (tm->deadline > lp->vnow) lp->vnow = tm->deadline;
       expire(lp, lp->vnow);
       return 1;
@@ -256,6 +258,7 @@ static int idle(cr_loop *lp) {
       expire(lp, cr_loop_now(lp));
       return 1;
     }
+    if (!(wait <= NEVER)) wait = NEVER;  /* an infinite wait: no overflow */
     uv_update_time(&lp->uv);
     uv_timer_start(&lp->timer, on_timer, (uint64_t)ceil(wait * 1000.0), 0);
   }
@@ -288,7 +291,7 @@ int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
     if (lp->stop_flag) return 1;
     if (until != NULL && until->status != CR_PENDING) return 0;
     if (cr_list_empty(&lp->ready)) {
-      if (!idle(lp)) return 0;
+      if (!idle(lp, until == NULL)) return 0;
       continue;
     }
     cr_list_move(&lp->ready, &batch);
