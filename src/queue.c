@@ -36,6 +36,7 @@ typedef struct cr_queue {
   int kind;
   int closed;
   int busy;                           /* its comparator is running */
+  int hasless;                        /* a priority queue with 'less' */
   unsigned magic;                     /* CR_QUEUE_MAGIC */
 } cr_queue;
 
@@ -104,14 +105,15 @@ static int less(lua_State *L, cr_queue *q, int qidx, int a, int b) {
   int r, ta, tb;
   a = lua_absindex(L, a);
   b = lua_absindex(L, b);
-  if (lua_getiuservalue(L, qidx, 2) == LUA_TNIL) {
-    lua_pop(L, 1);
+  if (!q->hasless) {
     ta = lua_type(L, a);
     tb = lua_type(L, b);
     if (ta == tb && (ta == LUA_TNUMBER || ta == LUA_TSTRING))
       return lua_compare(L, a, b, LUA_OPLT);  /* no metamethod */
     lua_pushcfunction(L, lessthan);
   }
+  else
+    lua_getiuservalue(L, qidx, 2);
   lua_pushvalue(L, a);
   lua_pushvalue(L, b);
   q->busy = 1;
@@ -552,6 +554,7 @@ static int queue_new_prio(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) cr_checkcallable(L, 2);
   lua_settop(L, 2);
   newqueue(L, CR_PRIO);
+  ((cr_queue *)lua_touserdata(L, -1))->hasless = !lua_isnil(L, 2);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, 2);
   return 1;
