@@ -58,19 +58,6 @@ static void wakeall(cr_list *waiters, int outcome) {
   while (!cr_list_empty(waiters)) cr_task_wake(first(waiters), outcome);
 }
 
-/* Push nil and libuv's "ENAME: message" for error 'e'; returns 2. */
-int cr_pusherror(lua_State *L, int e) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s", uv_err_name(e), uv_strerror(e));
-  return 2;
-}
-
-/* An argument error naming 'fname' (functions of sub-tables such as
-** corun.tcp are not found by luaL_argerror's search for a name). */
-int cr_argerror(lua_State *L, int arg, const char *fname, const char *msg) {
-  return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
-}
-
 static void on_close_free(uv_handle_t *h) {
   free(h);
 }

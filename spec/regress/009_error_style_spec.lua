@@ -13,7 +13,8 @@ describe("error style", function()
 
   it("the core's sources do not hand-format argument errors", function()
     for _, path in ipairs { "src/loop.c", "src/task.c", "src/queue.c",
-                            "src/sync.c", "src/core.c", "lua/corun/init.lua" } do
+                            "src/sync.c", "src/core.c", "src/aux.c",
+                            "lua/corun/init.lua" } do
       local text = assert(helper.readfile(path), path)
       local n = 0
       for line in text:gmatch("[^\n]+") do
