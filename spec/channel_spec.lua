@@ -759,14 +759,14 @@ describe("corun.select", function()
     raises("at least one case expected", corun.select, 1)
     raises("case expected", corun.select, "x")
     raises("case expected", corun.select, { ch, "recv" }, "x")
-    raises("case[1] must be a channel or a queue", corun.select,
+    raises("case 1: its field 1 must be a channel or a queue", corun.select,
            { 42, "recv" })
-    raises("case[1] must be a channel or a queue", corun.select, { {}, "recv" })
-    raises('case[2] must be "recv", "send", "get" or "put"', corun.select,
+    raises("case 1: its field 1 must be a channel or a queue", corun.select, { {}, "recv" })
+    raises('case 1: its field 2 must be "recv", "send", "get" or "put"', corun.select,
            { ch, "bogus" })
-    raises('case[2] must be "recv", "send", "get" or "put"', corun.select,
+    raises('case 1: its field 2 must be "recv", "send", "get" or "put"', corun.select,
            { ch })
-    raises("case[3]: nil cannot be sent", corun.select, { ch, "send" })
+    raises("case 1: its field 3, the value to send, is nil", corun.select, { ch, "send" })
     raises("userdata value", corun.select, { ch, "send", io.stdout })
     raises("timeout must be >= 0", corun.select, { ch, "recv" }, -1)
     raises("put cases on a priority queue are not supported", corun.select,

@@ -541,7 +541,7 @@ static int chan_new(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) {
     cap = luaL_checkinteger(L, 1);
     luaL_argcheck(L, cap >= 0 && cap <= 0x7fffffff, 1,
-                  "capacity must be >= 0");
+                  "capacity must be >= 0 and <= 2147483647");
   }
   ch = (cr_chan *)calloc(1, sizeof *ch);
   if (ch == NULL || uv_mutex_init(&ch->mu) != 0) {
@@ -653,23 +653,29 @@ static void checkcase(lua_State *L, int arg, selcase *c) {
   c->ch = (cr_chan *)cr_shared_test(L, -1);
   isq = cr_queue_test(L, -1);
   if (!isq && (c->ch == NULL || c->ch->base.type != &chan_type))
-    luaL_argerror(L, arg, "case[1] must be a channel or a queue");
+    luaL_argerror(L, arg, lua_pushfstring(L, "case %d: its field 1 must be "
+                  "a channel or a queue, got %s", arg, luaL_typename(L, -1)));
   lua_rawgeti(L, arg, 2);
   op = lua_tostring(L, -1);
   if (op == NULL || (strcmp(op, "recv") != 0 && strcmp(op, "send") != 0 &&
                      strcmp(op, "get") != 0 && strcmp(op, "put") != 0))
-    luaL_argerror(L, arg, "case[2] must be \"recv\", \"send\", \"get\" or "
-                          "\"put\"");
+    luaL_argerror(L, arg, lua_pushfstring(L, "case %d: its field 2 must be "
+                  "\"recv\", \"send\", \"get\" or \"put\", got %s%s%s", arg,
+                  op != NULL ? "\"" : "", op != NULL ? op : "nil",
+                  op != NULL ? "\"" : ""));
   c->send = op[0] == 's' || op[0] == 'p';
   c->index = arg - 1;
   if (isq) {
     c->ch = NULL;
     if (c->send && cr_queue_is_priority(L, -2))
-      luaL_argerror(L, arg, "put cases on a priority queue are not supported");
+      luaL_argerror(L, arg, lua_pushfstring(L, "case %d: put cases on a "
+                    "priority queue are not supported", arg));
   }
   if (c->send) {
     lua_rawgeti(L, arg, 3);
-    if (lua_isnil(L, -1)) luaL_argerror(L, arg, "case[3]: nil cannot be sent");
+    if (lua_isnil(L, -1))
+      luaL_argerror(L, arg, lua_pushfstring(L, "case %d: its field 3, the "
+                    "value to send, is nil (nil cannot be sent)", arg));
     lua_pop(L, 1);
   }
   lua_pop(L, 2);

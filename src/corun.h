@@ -265,13 +265,9 @@ void cr_channel_open_lib(lua_State *L);
 /* stream.c */
 struct cr_stream;
 struct cr_stream *cr_stream_push(lua_State *L, cr_loop *lp, uv_stream_t *h);
-int cr_pusherror(lua_State *L, int e);
-int cr_argerror(lua_State *L, int arg, const char *fname, const char *msg);
 void cr_stream_open_lib(lua_State *L);
 
 /* process.c */
-int cr_signum(lua_State *L, int arg, const char *def);
-const char *cr_signame(int sig);
 void cr_process_open_lib(lua_State *L);
 
 /* redis.c */
@@ -361,11 +357,19 @@ void cr_fs_open_lib(lua_State *L);
 /* signal.c */
 void cr_signal_open_lib(lua_State *L);
 
-/* core.c */
+/* aux.c */
+int cr_pusherror(lua_State *L, int e);
+int cr_argerror(lua_State *L, int arg, const char *fname, const char *msg);
+int cr_signum(lua_State *L, int arg, const char *def);
+const char *cr_signame(int sig);
 extern const char cr_task_mtkey, cr_queue_mtkey;  /* registry keys */
 double cr_opttimeout(lua_State *L, int arg);
 int cr_pushfail(lua_State *L, const char *why);
 int cr_iscallable(lua_State *L, int idx);
+const char *cr_describe(lua_State *L, int idx);
+const char *cr_fname(lua_State *L);
+int cr_nomem(lua_State *L);
+int cr_badarg(lua_State *L, int arg, const char *fname, const char *msg);
 void cr_checkcallable(lua_State *L, int arg);
 void *cr_toudata(lua_State *L, int idx, size_t size, size_t moff,
                  unsigned magic);

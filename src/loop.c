@@ -21,6 +21,13 @@
 #include "corun.h"
 
 #define POLL_EVERY 64            /* batches between non-blocking I/O polls */
+
+/* Once the main task has finished, a timer due further than this (2^32 s,
+** about 136 years) from now, or at an infinite time, counts as never
+** firing: it does not keep the loop alive (a task sleeping on it alone is
+** blocked forever). While the main task runs it does: sleep(math.huge) in
+** the main task is how a loop is kept running until stopped. */
+#define NEVER 4294967296.0
 #define LOOP_KEY "corun.loop.instance"
 
 /* {=================================================================
@@ -96,7 +103,7 @@ int cr_loop_anchor(lua_State *L, cr_loop *lp, int slot, int idx) {
   if (r->nfree == 0 && r->cap == r->n) {  /* grow the free list first */
     int cap = r->cap ? r->cap * 2 : 64;
     int *v = (int *)realloc(r->free, cap * sizeof *v);
-    if (v == NULL) luaL_error(L, "not enough memory");
+    if (v == NULL) cr_nomem(L);
     r->free = v;
     r->cap = cap;
   }
@@ -224,13 +231,20 @@ static void dispatch(lua_State *L, cr_loop *lp, cr_list *n) {
 
 /* Nothing is ready: wait for a timer or I/O. Returns 0 when nothing can
 ** happen any more (no timer, no live libuv handle or request). */
-static int idle(cr_loop *lp) {
+static cr_timer *nexttimer(cr_loop *lp, int never) {
   cr_timer *tm = cr_heap_min(&lp->timers);
+  if (never && tm != NULL && !(tm->deadline - cr_loop_now(lp) <= NEVER))
+    return NULL;  /* never fires (also an infinite or NaN deadline) */
+  return tm;
+}
+
+static int idle(cr_loop *lp, int never) {
+  cr_timer *tm = nexttimer(lp, never);
   int io = uv_loop_alive(&lp->uv);
   if (lp->virtual_clock) {
     if (io) uv_run(&lp->uv, UV_RUN_NOWAIT);
     if (!cr_list_empty(&lp->ready)) return 1;
-    if ((tm = cr_heap_min(&lp->timers)) != NULL) {
+    if ((tm = nexttimer(lp, never)) != NULL) {
       if (tm->deadline > lp->vnow) lp->vnow = tm->deadline;
       expire(lp, lp->vnow);
       return 1;
@@ -246,6 +260,7 @@ static int idle(cr_loop *lp) {
       expire(lp, cr_loop_now(lp));
       return 1;
     }
+    if (!(wait <= NEVER)) wait = NEVER;  /* an infinite wait: no overflow */
     uv_update_time(&lp->uv);
     uv_timer_start(&lp->timer, on_timer, (uint64_t)ceil(wait * 1000.0), 0);
   }
@@ -278,7 +293,7 @@ int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
     if (lp->stop_flag) return 1;
     if (until != NULL && until->status != CR_PENDING) return 0;
     if (cr_list_empty(&lp->ready)) {
-      if (!idle(lp)) return 0;
+      if (!idle(lp, until == NULL)) return 0;
       continue;
     }
     cr_list_move(&lp->ready, &batch);
@@ -322,8 +337,7 @@ static cr_handle *checkhandle(lua_State *L) {
 }
 
 static int msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) msg = luaL_tolstring(L, 1, NULL);
+  const char *msg = cr_describe(L, 1);
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
@@ -344,7 +358,7 @@ void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h) {
   for (i = 1; i <= h->nargs + 1; i++)
     lua_getiuservalue(L, base + 1, i);
   if (lua_pcall(L, h->nargs, 0, base + 2) != LUA_OK) {
-    fprintf(stderr, "corun: error in callback: %s\n", lua_tostring(L, -1));
+    fprintf(stderr, "corun: error in callback: %s\n", cr_describe(L, -1));
     fflush(stderr);
     lp->failures++;
   }
@@ -359,8 +373,8 @@ int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
   int i;
   fidx = lua_absindex(L, fidx);
   if (nargs > CR_MAXARGS)
-    return luaL_error(L, "too many arguments to a callback (at most %d)",
-                      CR_MAXARGS);
+    return luaL_error(L, "%s: too many arguments to a callback (at most %d)",
+                      cr_fname(L), CR_MAXARGS);
   h = (cr_handle *)lua_newuserdatauv(L, sizeof *h, nargs + 1);
   h->kind = CR_SCHED_CALLBACK;
   cr_list_init(&h->node);
@@ -374,14 +388,17 @@ int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
     lua_setiuservalue(L, -2, i + 1);
   }
   if (delay >= 0 && cr_loop_arm(lp, &h->timer, delay) != 0)
-    return luaL_error(L, "not enough memory");
+    return cr_nomem(L);
   h->ref = cr_loop_anchor(L, lp, CR_LUV_HANDLES, -1);
   if (delay < 0) cr_loop_ready(lp, (cr_entry *)h);
   return 1;
 }
 
-static int schedule(lua_State *L, int fidx, double delay) {
+static int schedule(lua_State *L, int fidx, double delay, const char *fname) {
   cr_checkcallable(L, fidx);
+  if (lua_gettop(L) - fidx > CR_MAXARGS)
+    return luaL_error(L, "%s: too many arguments to a callback (at most %d)",
+                      fname, CR_MAXARGS);
   return cr_loop_callback(L, cr_loop_get(L), fidx, lua_gettop(L) - fidx,
                           delay);
 }
@@ -393,11 +410,11 @@ static double checkdelay(lua_State *L, int arg) {
 }
 
 static int loop_call_soon(lua_State *L) {
-  return schedule(L, 1, -1);
+  return schedule(L, 1, -1, "call_soon");
 }
 
 static int loop_call_later(lua_State *L) {
-  return schedule(L, 2, checkdelay(L, 1));
+  return schedule(L, 2, checkdelay(L, 1), "call_later");
 }
 
 static int loop_call_at(lua_State *L) {
@@ -405,7 +422,7 @@ static int loop_call_at(lua_State *L) {
   double when = luaL_checknumber(L, 1);
   luaL_argcheck(L, !isnan(when), 1, "time must be a number");
   when -= cr_loop_now(lp);
-  return schedule(L, 2, when > 0 ? when : 0);
+  return schedule(L, 2, when > 0 ? when : 0, "call_at");
 }
 
 static int cancelhandle(lua_State *L, cr_handle *h) {
@@ -620,10 +637,10 @@ static int loop_run(lua_State *L) {
         (main->status == CR_CANCELLED_ST && lp->sigints == 0))) {
       cr_task_retrieved(L, main);  /* a Cancelled error not from SIGINT */
       lua_getiuservalue(L, mainidx, CR_TUV_VALUE);
-      cr_thread_tostring(L);  /* its __tostring may raise: protected */
-      fprintf(stderr, "corun: %s\n", lua_tostring(L, -1));
+      fprintf(stderr, "corun: %s\n", cr_describe(L, -1));
       status = 1;
     }
+    lua_gc(L, LUA_GCCOLLECT);  /* collected failed tasks report themselves */
     cr_task_report(L, lp);
     if (lp->failures > 0) status = 1;
     if (lp->sigints > 0) status = 130;

@@ -29,33 +29,6 @@ typedef struct cr_process {
   cr_list waiters;            /* tasks in wait() */
 } cr_process;
 
-static const struct { const char *name; int sig; } signames[] = {
-  {"term", SIGTERM}, {"kill", SIGKILL}, {"int", SIGINT}, {"hup", SIGHUP},
-  {"quit", SIGQUIT}, {"usr1", SIGUSR1}, {"usr2", SIGUSR2},
-  {"stop", SIGSTOP}, {"cont", SIGCONT}, {"winch", SIGWINCH},
-  {"abrt", SIGABRT}, {"segv", SIGSEGV}, {"pipe", SIGPIPE},
-  {"alrm", SIGALRM}, {NULL, 0}
-};
-
-/* A signal number from a name ("term", "SIGTERM") or a number. */
-int cr_signum(lua_State *L, int arg, const char *def) {
-  const char *s;
-  int i;
-  if (lua_type(L, arg) == LUA_TNUMBER) return (int)luaL_checkinteger(L, arg);
-  s = luaL_optstring(L, arg, def);
-  if (strncmp(s, "SIG", 3) == 0 || strncmp(s, "sig", 3) == 0) s += 3;
-  for (i = 0; signames[i].name != NULL; i++)
-    if (strcasecmp(s, signames[i].name) == 0) return signames[i].sig;
-  return luaL_argerror(L, arg, lua_pushfstring(L, "unknown signal '%s'", s));
-}
-
-const char *cr_signame(int sig) {
-  int i;
-  for (i = 0; signames[i].name != NULL; i++)
-    if (signames[i].sig == sig) return signames[i].name;
-  return "unknown";
-}
-
 static cr_process *checkprocess(lua_State *L) {
   return (cr_process *)luaL_checkudata(L, 1, CR_PROCESS_MT);
 }

@@ -35,14 +35,25 @@ typedef struct cr_queue {
   int head, n, cap;                   /* the ring in uservalue 1 */
   int kind;
   int closed;
+  int busy;                           /* its comparator is running */
+  int hasless;                        /* a priority queue with 'less' */
   unsigned magic;                     /* CR_QUEUE_MAGIC */
 } cr_queue;
 
 #define ITEM_ARG 2  /* where a parked putter keeps its item */
 
-static cr_queue *checkqueue(lua_State *L) {
+/* A priority queue's comparator (or an item's __lt) may not use the queue
+** it orders: the heap is mid-operation while it runs. */
+static void checkidle(lua_State *L, cr_queue *q, const char *fname) {
+  if (q->busy)
+    luaL_error(L, "%s: a priority queue's comparator cannot use the queue "
+                  "it orders", fname);
+}
+
+static cr_queue *checkqueue(lua_State *L, const char *fname) {
   cr_queue *q = cr_testobj(L, 1, cr_queue, CR_QUEUE_MAGIC);
   if (q == NULL) luaL_typeerror(L, 1, CR_QUEUE_MT);
+  checkidle(L, q, fname);
   return q;
 }
 
@@ -63,7 +74,9 @@ static cr_task *first(cr_list *waiters) {
 ** ================================================================== */
 
 static void grow(lua_State *L, cr_queue *q, int qidx) {
-  int i, cap = q->cap * 2;
+  int i, cap;
+  if (q->cap > INT_MAX / 2) luaL_error(L, "put: the queue is too large");
+  cap = q->cap * 2;
   lua_getiuservalue(L, qidx, 1);
   lua_createtable(L, cap, 0);
   for (i = 0; i < q->n; i++) {
@@ -80,18 +93,33 @@ static void grow(lua_State *L, cr_queue *q, int qidx) {
 ** The heap (priority queues)
 ** ================================================================== */
 
-/* Is the value at 'a' less than the one at 'b'? May raise. */
-static int less(lua_State *L, int qidx, int a, int b) {
-  int r;
+static int lessthan(lua_State *L) {
+  lua_pushboolean(L, lua_compare(L, 1, 2, LUA_OPLT));
+  return 1;
+}
+
+/* Is the value at 'a' less than the one at 'b'? May raise. Lua code (the
+** comparator, an __lt) runs with the queue marked busy, protected so that
+** the mark is cleared also when it raises. */
+static int less(lua_State *L, cr_queue *q, int qidx, int a, int b) {
+  int r, ta, tb;
   a = lua_absindex(L, a);
   b = lua_absindex(L, b);
-  if (lua_getiuservalue(L, qidx, 2) == LUA_TNIL) {
-    lua_pop(L, 1);
-    return lua_compare(L, a, b, LUA_OPLT);
+  if (!q->hasless) {
+    ta = lua_type(L, a);
+    tb = lua_type(L, b);
+    if (ta == tb && (ta == LUA_TNUMBER || ta == LUA_TSTRING))
+      return lua_compare(L, a, b, LUA_OPLT);  /* no metamethod */
+    lua_pushcfunction(L, lessthan);
   }
+  else
+    lua_getiuservalue(L, qidx, 2);
   lua_pushvalue(L, a);
   lua_pushvalue(L, b);
-  lua_call(L, 2, 1);
+  q->busy = 1;
+  r = lua_pcall(L, 2, 1, 0);
+  q->busy = 0;
+  if (r != LUA_OK) lua_error(L);
   r = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return r;
@@ -103,7 +131,7 @@ static void heap_push(lua_State *L, cr_queue *q, int qidx, int ring) {
   while (i > 1) {  /* find the slot first: comparisons may raise */
     p = i / 2;
     lua_rawgeti(L, ring, p);
-    if (!less(L, qidx, v, lua_gettop(L))) {
+    if (!less(L, q, qidx, v, lua_gettop(L))) {
       lua_pop(L, 1);
       break;
     }
@@ -129,14 +157,14 @@ static void heap_pop(lua_State *L, cr_queue *q, int qidx, int ring) {
     lua_rawgeti(L, ring, c);
     if (c + 1 < n) {
       lua_rawgeti(L, ring, c + 1);
-      if (less(L, qidx, -1, -2)) {
+      if (less(L, q, qidx, -1, -2)) {
         c++;
         lua_remove(L, -2);
       }
       else
         lua_pop(L, 1);
     }
-    if (!less(L, qidx, -1, last)) {
+    if (!less(L, q, qidx, -1, last)) {
       lua_pop(L, 1);
       break;
     }
@@ -243,7 +271,7 @@ static int handoff(lua_State *L, cr_queue *q, int vidx) {
 ** item into the queue (a task's, else a select case's). */
 static void refill(lua_State *L, cr_queue *q, int qidx, int extra) {
   cr_task *p;
-  if (q->maxsize > 0 && q->n >= q->maxsize + extra) return;
+  if (q->maxsize > 0 && q->n - extra >= q->maxsize) return;  /* no overflow */
   if (cr_list_empty(&q->putters)) {
     while (!cr_list_empty(&q->sputters)) {
       cr_case *c = firstcase(&q->sputters);
@@ -280,9 +308,11 @@ static int offer(lua_State *L, cr_queue *q, int qidx, int vidx) {
 }
 
 int cr_queue_offer(lua_State *L, int qidx, int vidx) {
+  cr_queue *q = (cr_queue *)lua_touserdata(L, qidx);
   qidx = lua_absindex(L, qidx);
   vidx = lua_absindex(L, vidx);
-  if (offer(L, (cr_queue *)lua_touserdata(L, qidx), qidx, vidx) == 1)
+  checkidle(L, q, "on_done");
+  if (offer(L, q, qidx, vidx) == 1)
     return 1;
   lua_pop(L, 2);
   return 0;
@@ -303,9 +333,9 @@ static int poll(lua_State *L, cr_queue *q, int qidx) {
   return cr_pushfail(L, q->closed ? "closed" : "empty");
 }
 
-static void checkitem(lua_State *L, int arg) {
+static void checkitem(lua_State *L, int arg, const char *fname) {
   luaL_checkany(L, arg);
-  if (lua_isnil(L, arg)) luaL_argerror(L, arg, "nil is not a valid item");
+  if (lua_isnil(L, arg)) cr_badarg(L, arg, fname, "nil is not a valid item");
 }
 
 /* offer() for the Lua API: true, or nil,why. */
@@ -332,10 +362,10 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int queue_put(lua_State *L) {
-  cr_queue *q = checkqueue(L);
+  cr_queue *q = checkqueue(L, "put");
   double timeout = cr_opttimeout(L, 3);
   cr_task *t;
-  checkitem(L, ITEM_ARG);
+  checkitem(L, ITEM_ARG, "put");
   if (q->closed || !cr_list_empty(&q->getters) ||
       !cr_list_empty(&q->sgetters) || !isfull(q))
     return putnow(L, q);
@@ -345,7 +375,7 @@ static int queue_put(lua_State *L) {
 }
 
 static int queue_get(lua_State *L) {
-  cr_queue *q = checkqueue(L);
+  cr_queue *q = checkqueue(L, "get");
   double timeout = cr_opttimeout(L, 2);
   cr_task *t;
   if (q->n > 0 || q->closed) return poll(L, q, 1);
@@ -355,18 +385,18 @@ static int queue_get(lua_State *L) {
 }
 
 static int queue_put_nowait(lua_State *L) {
-  cr_queue *q = checkqueue(L);
-  checkitem(L, ITEM_ARG);
+  cr_queue *q = checkqueue(L, "put_nowait");
+  checkitem(L, ITEM_ARG, "put_nowait");
   return putnow(L, q);
 }
 
 static int queue_get_nowait(lua_State *L) {
-  return poll(L, checkqueue(L), 1);
+  return poll(L, checkqueue(L, "get_nowait"), 1);
 }
 
 /* The generic-for step of q:iter(): an item, or nil once closed+drained. */
 static int queue_next(lua_State *L) {
-  cr_queue *q = checkqueue(L);
+  cr_queue *q = checkqueue(L, "iter");
   cr_task *t;
   if (q->n > 0) return poll(L, q, 1);
   if (q->closed) return 0;
@@ -376,14 +406,14 @@ static int queue_next(lua_State *L) {
 }
 
 static int queue_iter(lua_State *L) {
-  checkqueue(L);
+  checkqueue(L, "iter");
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_pushvalue(L, 1);
   return 2;
 }
 
 static int queue_task_done(lua_State *L) {
-  cr_queue *q = checkqueue(L);
+  cr_queue *q = checkqueue(L, "task_done");
   if (q->unfinished <= 0)
     return luaL_error(L, "task_done: called more times than there were "
                          "items put");
@@ -393,7 +423,7 @@ static int queue_task_done(lua_State *L) {
 }
 
 static int queue_join(lua_State *L) {
-  cr_queue *q = checkqueue(L);
+  cr_queue *q = checkqueue(L, "join");
   double timeout = cr_opttimeout(L, 2);
   cr_task *t;
   if (q->unfinished == 0) {
@@ -418,7 +448,7 @@ static void closecases(cr_list *cases) {
 }
 
 static int queue_close(lua_State *L) {
-  cr_queue *q = checkqueue(L);
+  cr_queue *q = checkqueue(L, "close");
   q->closed = 1;
   wakeall(&q->getters, CR_CLOSED);
   wakeall(&q->putters, CR_CLOSED);
@@ -435,32 +465,33 @@ static int queue_close(lua_State *L) {
 ** ================================================================== */
 
 static int queue_size(lua_State *L) {
-  lua_pushinteger(L, checkqueue(L)->n);
+  lua_pushinteger(L, checkqueue(L, "size")->n);
   return 1;
 }
 
 static int queue_empty(lua_State *L) {
-  lua_pushboolean(L, checkqueue(L)->n == 0);
+  lua_pushboolean(L, checkqueue(L, "empty")->n == 0);
   return 1;
 }
 
 static int queue_full(lua_State *L) {
-  lua_pushboolean(L, isfull(checkqueue(L)));
+  lua_pushboolean(L, isfull(checkqueue(L, "full")));
   return 1;
 }
 
 static int queue_closed(lua_State *L) {
-  lua_pushboolean(L, checkqueue(L)->closed);
+  lua_pushboolean(L, checkqueue(L, "closed")->closed);
   return 1;
 }
 
 static int queue_maxsize(lua_State *L) {
-  lua_pushinteger(L, checkqueue(L)->maxsize);
+  lua_pushinteger(L, checkqueue(L, "maxsize")->maxsize);
   return 1;
 }
 
 static int queue_tostring(lua_State *L) {
-  cr_queue *q = checkqueue(L);
+  cr_queue *q = cr_testobj(L, 1, cr_queue, CR_QUEUE_MAGIC);
+  if (q == NULL) luaL_typeerror(L, 1, CR_QUEUE_MT);
   lua_pushfstring(L, "corun.queue (%d items%s): %p", q->n,
                   q->closed ? ", closed" : "", (void *)q);
   return 1;
@@ -495,14 +526,11 @@ static int newqueue(lua_State *L, int kind, const char *fname) {
     int isnum;
     maxsize = lua_tointegerx(L, 1, &isnum);
     if (!isnum)
-      return luaL_error(L, "bad argument #1 to '%s' (%s)", fname,
-                        lua_type(L, 1) == LUA_TNUMBER
-                          ? "maxsize must be an integer"
-                          : "integer expected");
+      return cr_badarg(L, 1, fname, lua_type(L, 1) == LUA_TNUMBER
+                                      ? "maxsize must be an integer"
+                                      : "integer expected");
   }
-  if (maxsize < 0)
-    return luaL_error(L, "bad argument #1 to '%s' (maxsize must be >= 0)",
-                      fname);
+  if (maxsize < 0) return cr_badarg(L, 1, fname, "maxsize must be >= 0");
   pushqueue(L, kind, maxsize, maxsize > 0 && maxsize < 16 ? (int)maxsize : 16);
   return 1;
 }
@@ -535,6 +563,7 @@ static int queue_new_prio(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) cr_checkcallable(L, 2);
   lua_settop(L, 2);
   newqueue(L, CR_PRIO, "priority_queue");
+  ((cr_queue *)lua_touserdata(L, -1))->hasless = !lua_isnil(L, 2);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, 2);
   return 1;
@@ -550,6 +579,7 @@ static int queue_new_prio(lua_State *L) {
 int cr_queue_select_try(lua_State *L, int qidx, int put, int vidx) {
   cr_queue *q = (cr_queue *)lua_touserdata(L, qidx);
   qidx = lua_absindex(L, qidx);
+  checkidle(L, q, "select");
   if (!put) {
     if (q->n > 0) return poll(L, q, qidx), 1;
     return q->closed ? -1 : 0;

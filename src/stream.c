@@ -45,6 +45,8 @@ typedef struct cr_stream {
   size_t queued;              /* bytes of writes not yet completed */
   int reading;                /* uv_read_start is active */
   int closed;
+  int pinned;                 /* s:_ref() chose; else the handle keeps the
+                              ** loop alive only while a reader waits */
   cr_list readers, writers;   /* parked tasks */
   unsigned magic;
 } cr_stream;
@@ -61,19 +63,6 @@ static cr_task *first(cr_list *waiters) {
 
 static void wakeall(cr_list *waiters, int outcome) {
   while (!cr_list_empty(waiters)) cr_task_wake(first(waiters), outcome);
-}
-
-/* Push nil and libuv's "ENAME: message" for error 'e'; returns 2. */
-int cr_pusherror(lua_State *L, int e) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s", uv_err_name(e), uv_strerror(e));
-  return 2;
-}
-
-/* An argument error naming 'fname' (functions of sub-tables such as
-** corun.tcp are not found by luaL_argerror's search for a name). */
-int cr_argerror(lua_State *L, int arg, const char *fname, const char *msg) {
-  return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
 }
 
 static void on_close_free(uv_handle_t *h) {
@@ -128,6 +117,14 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
     cr_task_wake(first(&s->readers), CR_OK);
   else if (s->len - s->pos >= HIGH_WATER)
     stopreading(s);  /* nobody reads: do not buffer without bound */
+}
+
+/* An open stream nobody waits on does not keep the loop alive (pending
+** writes do: libuv counts their requests). */
+static void autoref(cr_stream *s) {
+  if (s->pinned || s->h == NULL) return;
+  if (cr_list_empty(&s->readers)) uv_unref((uv_handle_t *)s->h);
+  else uv_ref((uv_handle_t *)s->h);
 }
 
 static int startreading(cr_stream *s) {
@@ -239,6 +236,8 @@ static int read_(lua_State *L, cr_stream *s, int fmt, size_t n) {
     timeout = deadline - cr_loop_now(s->loop);
     if (timeout < 0) timeout = 0;
   }
+  cr_task_checkcancel(L, t);  /* so that the park below links the reader */
+  if (!s->pinned) uv_ref((uv_handle_t *)s->h);
   return cr_task_park(L, t, &s->readers, timeout, (lua_KContext)fmt, read_k);
 }
 
@@ -249,6 +248,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (fmt == 'n') parsefmt(L, 2, &n);
   lua_settop(L, 3);
+  autoref(s);
   if (s->loop->current->outcome != CR_OK && cr_list_empty(&s->readers))
     stopreading(s);  /* nobody waits: do not keep the loop alive */
   if (cr_task_outcome(L, s->loop->current) == CR_TIMEOUT) {
@@ -460,6 +460,7 @@ static int stream_close(lua_State *L) {
 ** references a worker's pipe only while a job is in flight). */
 static int stream_ref(lua_State *L) {
   cr_stream *s = checkstream(L);
+  s->pinned = 1;
   if (s->h != NULL) {
     if (lua_toboolean(L, 2)) uv_ref((uv_handle_t *)s->h);
     else uv_unref((uv_handle_t *)s->h);
@@ -493,6 +494,7 @@ cr_stream *cr_stream_push(lua_State *L, cr_loop *lp, uv_stream_t *h) {
   luaL_setmetatable(L, CR_STREAM_MT);
   s->h = h;
   h->data = s;
+  autoref(s);
   return s;
 }
 

@@ -125,16 +125,10 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 /* The value of 'n' (argument 'arg'), an integer >= 'min'. */
 static lua_Integer checkcount(lua_State *L, int arg, lua_Integer min,
                               const char *fname) {
-  lua_Integer n;
-  int isnum;
-  n = lua_tointegerx(L, arg, &isnum);
-  if (!isnum)
-    luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname,
-               lua_type(L, arg) == LUA_TNUMBER ? "number must be an integer"
-                                              : "integer expected");
+  lua_Integer n = luaL_checkinteger(L, arg);
   if (n < min)
-    luaL_error(L, "bad argument #%d to '%s' (must be >= %d)", arg, fname,
-               (int)min);
+    cr_badarg(L, arg, fname,
+              lua_pushfstring(L, "must be >= %I", (LUAI_UACINT)min));
   return n;
 }
 
@@ -278,6 +272,9 @@ static int sem_release(lua_State *L) {
   else if (s->bound >= 0 && s->value >= s->bound)
     return luaL_error(L, "release: bounded semaphore released too many "
                          "times");
+  else if (s->value == LUA_MAXINTEGER)
+    return luaL_error(L, "release: the semaphore's value would exceed "
+                         "math.maxinteger");
   else
     s->value++;
   return 0;
@@ -296,8 +293,9 @@ static int sem_locked(lua_State *L) {
 
 static int sem_tostring(lua_State *L) {
   cr_sem *s = checksem(L, 1);
-  lua_pushfstring(L, "corun.%ssemaphore (value %d): %p",
-                  s->bound >= 0 ? "bounded_" : "", (int)s->value, (void *)s);
+  lua_pushfstring(L, "corun.%ssemaphore (value %I): %p",
+                  s->bound >= 0 ? "bounded_" : "", (LUAI_UACINT)s->value,
+                  (void *)s);
   return 1;
 }
 

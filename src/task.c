@@ -158,7 +158,7 @@ int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
   if (cr_task_cancelnow(t)) return raisepending(L, t);
   t->outcome = CR_OK;
   if (timeout >= 0 && cr_loop_arm(t->loop, &t->timer, timeout) != 0)
-    return luaL_error(L, "not enough memory");
+    return cr_nomem(L);
   if (waitlist != NULL) cr_list_push(waitlist, &t->wnode);
   t->yielded = 1;
   return lua_yieldk(L, 0, ctx, k);
@@ -200,10 +200,12 @@ static int parked(cr_task *t) {
 }
 
 /* Request cancellation (L may be NULL from a signal: then no message).
-** Returns 0 when the task has already finished. */
+** A message replaces the one of an earlier request, so the Cancelled raised
+** next carries the latest. Returns 0 when the task has already finished. */
 int cr_task_cancel(lua_State *L, cr_task *t, int msgidx) {
   if (t->status != CR_PENDING) return 0;
-  if (t->ncancel++ == 0 && L != NULL && msgidx != 0) {
+  t->ncancel++;
+  if (L != NULL && msgidx != 0) {  /* the latest message wins */
     msgidx = lua_absindex(L, msgidx);
     pushtask(L, t);
     auxtable(L, t, lua_gettop(L));
@@ -258,7 +260,8 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   cr_setmetatable(L, &cr_task_mtkey);
   co = lua_newthread(L);
   lua_setiuservalue(L, -2, CR_TUV_CO);
-  if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
+  if (!lua_checkstack(co, nargs + 1))
+    luaL_error(L, "%s: too many arguments", cr_fname(L));
   lua_pushvalue(L, fidx);
   lua_xmove(L, co, 1);
   for (int i = 1; i <= nargs; i++) {
@@ -609,7 +612,7 @@ static void report(lua_State *L, cr_task *t, int tidx) {
   if (t->retrieved) return;
   pushname(L, t, tidx);
   lua_getiuservalue(L, tidx, CR_TUV_VALUE);
-  luaL_tolstring(L, -1, NULL);
+  cr_describe(L, -1);  /* never raises: a report is never lost */
   fprintf(stderr, "corun: task '%s' failed: %s\n", lua_tostring(L, top + 1),
           lua_tostring(L, -1));
   if (auxfield(L, t, tidx, "traceback") == LUA_TSTRING)

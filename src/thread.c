@@ -153,33 +153,17 @@ static void future_resolve(lua_State *L, cr_future *f, int n) {
 
 /* Complete 'f' as failed with the error value on top (popped), sent as a
 ** string (its traceback is part of it). */
-static int tostring_p(lua_State *L) {
-  luaL_tolstring(L, 1, NULL);
-  return 1;
-}
-
 /* Replace the value on top by a string describing it. Its __tostring
 ** runs protected: one that raises, yields or returns a non-string gives
 ** a fallback description instead. */
 void cr_thread_tostring(lua_State *L) {
-  int t = lua_type(L, -1);
-  if (t == LUA_TSTRING) return;
-  if (!lua_checkstack(L, 3)) {  /* keep a stack slot for the literal */
+  if (lua_type(L, -1) == LUA_TSTRING) return;
+  if (!lua_checkstack(L, 4)) {  /* keep a stack slot for the literal */
     lua_pop(L, 1);
     lua_pushliteral(L, "error object (no stack space to describe it)");
     return;
   }
-  lua_pushcfunction(L, tostring_p);
-  lua_pushvalue(L, -2);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    if (lua_type(L, -1) == LUA_TSTRING)
-      lua_pushfstring(L, "error object is a %s value (its __tostring "
-                      "failed: %s)", lua_typename(L, t), lua_tostring(L, -1));
-    else
-      lua_pushfstring(L, "error object is a %s value (its __tostring "
-                      "failed)", lua_typename(L, t));
-    lua_remove(L, -2);
-  }
+  cr_describe(L, -1);         /* never raises */
   lua_remove(L, -2);
 }
 

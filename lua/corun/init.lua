@@ -37,13 +37,32 @@ local function callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
-local function argerror(fname, n, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
+local this_file = debug.getinfo(1, "S").source
+
+-- Raise an argument error spelled as luaL_argerror writes it
+-- (n == 0: "calling 'fname' on bad self"), positioned at the first caller
+-- outside this file, however deep in this file it is raised.
+local function argerror(fname, n, msg)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "S")
+    if info == nil or info.source ~= this_file then break end
+    level = level + 1
+  end
+  if n == 0 then
+    error(("calling '%s' on bad self (%s)"):format(fname, msg), level)
+  end
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level)
+end
+
+-- "<what> expected, got <type of v>"
+local function expected(what, v)
+  return ("%s expected, got %s"):format(what, type(v))
 end
 
 local function check_timeout(fname, n, t)
   if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
-    argerror(fname, n, "timeout must be a number >= 0", 4)
+    argerror(fname, n, "timeout must be a number >= 0")
   end
 end
 
@@ -134,7 +153,7 @@ local function tasks_of(fname, items, n)
       futures[tasks[i]] = v
     else
       argerror(fname, i, ("task, function or future expected, got %s")
-               :format(type(v)), 4)
+               :format(type(v)))
     end
   end
   return tasks, futures
@@ -207,7 +226,10 @@ end
 -- wait(items, {timeout =, return_when = "all" | "first" | "first_error"})
 function corun.wait(items, opts)
   if type(items) ~= "table" then
-    argerror("wait", 1, "list of tasks, functions or futures expected")
+    argerror("wait", 1, expected("list of tasks, functions or futures", items))
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror("wait", 2, expected("options table", opts))
   end
   opts = opts or {}
   local when = opts.return_when or "all"
@@ -233,7 +255,8 @@ end
 -- for t in as_completed(items, [timeout]) do ... end
 function corun.as_completed(items, timeout)
   if type(items) ~= "table" then
-    argerror("as_completed", 1, "list of tasks, functions or futures expected")
+    argerror("as_completed", 1,
+             expected("list of tasks, functions or futures", items))
   end
   check_timeout("as_completed", 2, timeout)
   local n = #items
@@ -263,7 +286,7 @@ Group.__index = Group
 
 function Group:spawn(fn, ...)
   if self.closed then error("group: spawn after the group has finished", 2) end
-  if not callable(fn) then argerror("spawn", 1, "function expected") end
+  if not callable(fn) then argerror("spawn", 1, expected("function", fn)) end
   local t = spawn(fn, ...)
   notify(t, self.q)
   self.live = self.live + 1
@@ -313,7 +336,7 @@ local function drain(g)
 end
 
 function corun.group(body)
-  if not callable(body) then argerror("group", 1, "function expected") end
+  if not callable(body) then argerror("group", 1, expected("function", body)) end
   local g = setmetatable({ q = queue(), live = 0, tasks = {}, errors = {} }, Group)
   local res = pack(pcall(body, g))
   local cancelled
@@ -336,8 +359,14 @@ end
 
 --[[ with: run fn holding a lock, a semaphore or a condition's lock ]]
 
+local with_classes = { "corun.lock", "corun.semaphore", "corun.condition" }
+local with_self = {}  -- method table -> true, for the classes above
 local function with(self, fn, ...)
-  if not callable(fn) then argerror("with", 1, "function expected") end
+  local mt = getmetatable(self)
+  if type(mt) ~= "table" or not with_self[mt.__index] then
+    argerror("with", 0, expected("lock, semaphore or condition", self))
+  end
+  if not callable(fn) then argerror("with", 1, expected("function", fn)) end
   self:acquire()
   local res = pack(pcall(fn, ...))
   self:release()
@@ -345,14 +374,21 @@ local function with(self, fn, ...)
   return unpack(res, 2, res.n)
 end
 
-for _, class in ipairs { "corun.lock", "corun.semaphore", "corun.condition" } do
-  core.methods(class).with = with
+for _, class in ipairs(with_classes) do
+  local methods = core.methods(class)
+  methods.with = with
+  with_self[methods] = true
 end
 
 -- condition:wait_for(pred, [timeout]): wait until pred() is true; returns
 -- its value, or nil, "timeout". The lock must be held, as for wait.
+local Condition = core.methods("corun.condition")
 local function wait_for(self, pred, timeout)
-  if not callable(pred) then argerror("wait_for", 1, "function expected") end
+  local mt = getmetatable(self)
+  if type(mt) ~= "table" or mt.__index ~= Condition then
+    argerror("wait_for", 0, expected("condition", self))
+  end
+  if not callable(pred) then argerror("wait_for", 1, expected("function", pred)) end
   check_timeout("wait_for", 2, timeout)
   local deadline = timeout and time() + timeout
   local r = pred()
@@ -378,7 +414,7 @@ end
 -- raises the first error in list order (after cancelling the jobs not
 -- started and waiting for the running ones).
 function Pool:map(fn, list)
-  if type(list) ~= "table" then argerror("map", 2, "list expected") end
+  if type(list) ~= "table" then argerror("map", 2, expected("list", list)) end
   local futures, results = {}, {}
   for i = 1, #list do futures[i] = self:submit(fn, list[i]) end
   for i = 1, #list do
@@ -413,6 +449,10 @@ end
 
 function corun.dump(file)
   file = file or io.stderr
+  local ok, write = pcall(function() return file.write end)
+  if not ok or not callable(write) then
+    argerror("dump", 1, expected("file (a value with a write method)", file))
+  end
   file:write(core.dump_string())
   if file.flush then file:flush() end
 end
@@ -422,7 +462,7 @@ corun.tcp = { connect = core.tcp.connect }
 -- tcp.listen(host, port, handler, [opts]): each connection's stream is
 -- closed when its handler ends, also when it fails.
 function corun.tcp.listen(host, port, handler, opts)
-  if not callable(handler) then argerror("listen", 3, "function expected") end
+  if not callable(handler) then argerror("listen", 3, expected("function", handler)) end
   return core.tcp.listen(host, port, function(stream)
     local _ <close> = stream
     return handler(stream)

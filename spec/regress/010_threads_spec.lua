@@ -43,10 +43,10 @@ local WAYS = {
 }
 
 local TOSTRINGS = {
-  { "raises", 'error("x", 0)', "(its __tostring failed: x)" },
+  { "raises", 'error("x", 0)', "; __tostring failed: x)" },
   { "returns a table", "return {}",
-    "(its __tostring failed: '__tostring' must return a string)" },
-  { "yields", "coroutine.yield()", "(its __tostring failed: attempt to yield" },
+    "; __tostring failed: '__tostring' must return a string)" },
+  { "yields", "coroutine.yield()", "; __tostring failed: attempt to yield" },
 }
 
 describe("issue 10 #1: error values whose __tostring misbehaves", function()
@@ -62,8 +62,8 @@ describe("issue 10 #1: error values whose __tostring misbehaves", function()
           print(ok, type(e), e)
         ]]):format(ts[2], call))
         assert.equal(0, status, err)
-        assert.matches("false\tstring\terror object is a table value "
-                       .. ts[3], out, 1, true)
+        assert.matches("false\tstring\terror object (table: ", out, 1, true)
+        assert.matches(ts[3], out, 1, true)
       end))
     end
   end
@@ -75,8 +75,8 @@ describe("issue 10 #1: error values whose __tostring misbehaves", function()
     ]])
     assert.equal(1, status)
     assert.equal("", out)
-    assert.equal("corun: error object is a table value (its __tostring "
-                 .. "failed: x)\n", err)
+    assert.matches("^corun: error object %(table: 0x%x+; __tostring "
+                   .. "failed: x%)\n$", err)
   end))
 end)
 
