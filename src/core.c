@@ -50,6 +50,7 @@ LUA_API int luaopen_corun_core(lua_State *L) {
   cr_codec_open_lib(L);
   cr_channel_open_lib(L);
   cr_thread_open_lib(L);
+  cr_future_open_lib(L);
   cr_fs_open_lib(L);
   cr_signal_open_lib(L);
   cr_stream_open_lib(L);

@@ -275,6 +275,37 @@ void cr_redis_open_lib(lua_State *L);
 
 /* thread.c */
 void cr_thread_open_lib(lua_State *L);
+
+/* future.c: the future of a thread, a pool job, loop:submit or a
+** process-pool job. */
+enum { FUT_PENDING, FUT_RUNNING, FUT_DONE, FUT_FAILED, FUT_CANCELLED };
+
+typedef struct cr_future {
+  cr_lockable lk;             /* its shared head and mutex */
+  int state;                  /* FUT_* */
+  cr_msg *value;              /* owned: results, or the error, once done */
+  cr_list waiters;            /* cr_case */
+  uv_cond_t cond;             /* plain threads waiting for it */
+  char *error;                /* owned: the error text, once failed */
+  _Atomic int retrieved;      /* its error was raised to someone */
+} cr_future;
+extern const cr_shared_type cr_future_type;
+cr_future *cr_future_new(void);
+void cr_future_set(cr_future *f, int state, cr_msg *m);
+void cr_future_resolve(lua_State *L, cr_future *f, int n);
+void cr_future_fail(lua_State *L, cr_future *f);
+void cr_future_push(lua_State *L, cr_future *f);
+/* Encoding in a protected call: cr_encode_p(L) with the cr_encoding at 1
+** and the values after it; cr_encode_safe pops the n values on top and
+** returns NULL (the message on top) when they cannot be sent. */
+typedef struct cr_encoding {
+  const char *what;
+  int flags;
+  cr_msg *out;
+} cr_encoding;
+int cr_encode_p(lua_State *L);
+cr_msg *cr_encode_safe(lua_State *L, int n, const char *what, int flags);
+void cr_future_open_lib(lua_State *L);
 void cr_thread_tostring(lua_State *L);
 int cr_thread_unretrieved(void);
 void cr_thread_count_unretrieved(void);

@@ -3,9 +3,8 @@
 ** OS threads, thread pools, futures and loop handles.
 **
 ** Every OS thread runs its own lua_State with its own loop; values cross
-** only as codec messages. A future is a shareable object that is completed
-** once with an encoded result (or error) and wakes its waiters through wait
-** groups (channel.c). corun.thread(fn, ...) runs fn as the main task of a
+** only as codec messages. Each completes a future (future.c) with an
+** encoded result or error. corun.thread(fn, ...) runs fn as the main task of a
 ** new state on a new thread and completes a future with its results; a
 ** pool's workers each keep one state and run each job as the main task of
 ** a corun.run in it. A loop handle lets other threads post callbacks and
@@ -26,276 +25,10 @@
 
 #include "corun.h"
 
-#define CR_FUTURE_MT "corun.future"
 #define CR_LOOP_MTH  "corun.loophandle"
 #define CR_POOL_MT   "corun.pool"
 
 int luaopen_corun_core(lua_State *L);
-
-enum { FUT_PENDING, FUT_RUNNING, FUT_DONE, FUT_FAILED, FUT_CANCELLED };
-
-typedef struct cr_future {
-  cr_shared base;             /* cr_lockable */
-  uv_mutex_t mu;
-  int state;                  /* FUT_* */
-  cr_msg *value;              /* owned: results, or the error, once done */
-  cr_list waiters;            /* cr_case */
-  uv_cond_t cond;             /* plain threads waiting for it */
-  char *error;                /* owned: the error text, once failed */
-  _Atomic int retrieved;      /* its error was raised to someone */
-} cr_future;
-
-/* Failed futures released with nobody having seen their error, in this
-** process (the runner's exit status counts them). */
-static _Atomic int unretrieved;
-
-int cr_thread_unretrieved(void) {
-  return atomic_load(&unretrieved);
-}
-
-void cr_thread_count_unretrieved(void) {
-  atomic_fetch_add(&unretrieved, 1);
-}
-
-/* {=================================================================
-** Futures
-** ================================================================== */
-
-static void future_destroy(cr_shared *s) {
-  cr_future *f = (cr_future *)s;
-  if (f->error != NULL && !atomic_load(&f->retrieved)) {
-    fprintf(stderr, "corun: a thread or job failed and nobody waited for "
-                    "it: %s\n", f->error);
-    fflush(stderr);
-    cr_thread_count_unretrieved();
-  }
-  free(f->error);
-  if (f->value != NULL) cr_msg_free(f->value);
-  uv_cond_destroy(&f->cond);
-  uv_mutex_destroy(&f->mu);
-  free(f);
-}
-
-static const cr_shared_type future_type = { CR_FUTURE_MT, future_destroy };
-
-static cr_future *future_new(void) {
-  cr_future *f = (cr_future *)calloc(1, sizeof *f);
-  if (f == NULL) return NULL;
-  if (uv_mutex_init(&f->mu) != 0 || uv_cond_init(&f->cond) != 0) {
-    free(f);
-    return NULL;
-  }
-  cr_shared_init(&f->base, &future_type);
-  cr_list_init(&f->waiters);
-  return f;
-}
-
-/* Complete 'f' with 'state' and message 'm' (owned by f from now on). */
-static void future_set(cr_future *f, int state, cr_msg *m) {
-  uv_mutex_lock(&f->mu);
-  if (f->state >= FUT_DONE) {  /* cancelled meanwhile: drop the result */
-    uv_mutex_unlock(&f->mu);
-    if (m != NULL) cr_msg_free(m);
-    return;
-  }
-  f->state = state;
-  f->value = m;
-  while (!cr_list_empty(&f->waiters)) {
-    cr_case *c = cr_container_of(cr_list_head(&f->waiters), cr_case, node);
-    if (!cr_wait_complete(c, CR_OK, NULL)) cr_list_remove(&c->node);
-  }
-  uv_cond_broadcast(&f->cond);
-  uv_mutex_unlock(&f->mu);
-}
-
-/* {=================================================================
-** Encoding without raising (in threads without a task to fail)
-** ================================================================== */
-
-typedef struct encoding {
-  const char *what;
-  int flags;
-  cr_msg *out;
-} encoding;
-
-static int encode_p(lua_State *L) {
-  encoding *e = (encoding *)lua_touserdata(L, 1);
-  e->out = cr_codec_encode(L, 2, lua_gettop(L) - 1, e->what, e->flags);
-  return 0;
-}
-
-/* Encode (and pop) the 'n' values on top. On failure returns NULL and
-** leaves the error message on top. */
-static cr_msg *encode_safe(lua_State *L, int n, const char *what,
-                           int flags) {
-  encoding e;
-  e.what = what;
-  e.flags = flags;
-  e.out = NULL;
-  lua_pushcfunction(L, encode_p);
-  lua_pushlightuserdata(L, &e);
-  lua_rotate(L, -n - 2, 2);
-  if (lua_pcall(L, n + 1, 0, 0) != LUA_OK) return NULL;
-  return e.out;
-}
-
-/* Complete 'f' with the n values on top (popped), or with the error of
-** encoding them. */
-static void future_resolve(lua_State *L, cr_future *f, int n) {
-  cr_msg *m = encode_safe(L, n, "results", CR_CODEC_FUNCTIONS);
-  if (m != NULL) {
-    future_set(f, FUT_DONE, m);
-    return;
-  }
-  m = encode_safe(L, 1, "error", 0);  /* the message: a string */
-  future_set(f, FUT_FAILED, m);
-}
-
-/* Complete 'f' as failed with the error value on top (popped), sent as a
-** string (its traceback is part of it). */
-/* Replace the value on top by a string describing it. Its __tostring
-** runs protected: one that raises, yields or returns a non-string gives
-** a fallback description instead. */
-void cr_thread_tostring(lua_State *L) {
-  if (lua_type(L, -1) == LUA_TSTRING) return;
-  if (!lua_checkstack(L, 4)) {  /* keep a stack slot for the literal */
-    lua_pop(L, 1);
-    lua_pushliteral(L, "error object (no stack space to describe it)");
-    return;
-  }
-  cr_describe(L, -1);         /* never raises */
-  lua_remove(L, -2);
-}
-
-static void future_fail(lua_State *L, cr_future *f) {
-  cr_msg *m;
-  size_t n;
-  const char *text;
-  cr_thread_tostring(L);
-  text = lua_tolstring(L, -1, &n);
-  if (f->error == NULL && (f->error = (char *)malloc(n + 1)) != NULL)
-    memcpy(f->error, text, n + 1);  /* for the report if nobody waits */
-  m = encode_safe(L, 1, "error", 0);
-  if (m == NULL) lua_pop(L, 1);
-  future_set(f, FUT_FAILED, m);
-}
-
-/* }================================================================= */
-
-
-/* {=================================================================
-** future objects in Lua
-** ================================================================== */
-
-static cr_future *checkfuture(lua_State *L) {
-  return (cr_future *)cr_shared_check(L, 1, &future_type);
-}
-
-/* Push the results of finished 'f', or raise its error. */
-static int pushresult(lua_State *L, cr_future *f) {
-  int n = 0;
-  if (f->state == FUT_CANCELLED) {
-    cr_pushcancelled(L, 0);
-    return lua_error(L);
-  }
-  if (f->value != NULL) n = cr_codec_decode(L, f->value, CR_CODEC_FUNCTIONS);
-  if (f->state == FUT_FAILED) {
-    atomic_store(&f->retrieved, 1);
-    if (n == 0) lua_pushliteral(L, "the job failed");
-    return lua_error(L);
-  }
-  return n;
-}
-
-static int future_k(lua_State *L, int status, lua_KContext ctx) {
-  cr_task *me = cr_loop_get(L)->current;
-  cr_wgroup *g = me->wg;
-  (void)status; (void)ctx;
-  me->wg = NULL;
-  cr_wait_free(g);
-  if (me->outcome != CR_OK) {
-    cr_task_outcome(L, me);  /* raises Cancelled */
-    return cr_pushfail(L, "timeout");
-  }
-  return pushresult(L, checkfuture(L));
-}
-
-/* future:wait([timeout]): a task parks; a plain thread blocks. */
-static int future_wait(lua_State *L) {
-  cr_future *f = checkfuture(L);
-  double timeout = cr_opttimeout(L, 2);
-  cr_loop *lp = cr_loop_get(L);
-  cr_task *me = cr_wait_caller(L, lp, "wait");
-  cr_wgroup *g = NULL;
-  int state;
-  uv_mutex_lock(&f->mu);
-  if (f->state < FUT_DONE && me != NULL && timeout != 0) {
-    g = cr_wait_new(me, 1);
-    if (g != NULL) cr_wait_link(&g->cases[0], (cr_lockable *)f, &f->waiters);
-  }
-  else if (me == NULL && timeout != 0) {  /* a plain thread blocks */
-    uint64_t end = timeout < 0 ? 0 : uv_hrtime() + (uint64_t)(timeout * 1e9);
-    while (f->state < FUT_DONE) {
-      uint64_t now = uv_hrtime();
-      if (timeout < 0) uv_cond_wait(&f->cond, &f->mu);
-      else if (now >= end ||
-               uv_cond_timedwait(&f->cond, &f->mu, end - now) != 0)
-        break;
-    }
-  }
-  state = f->state;  /* once done, state and value never change */
-  uv_mutex_unlock(&f->mu);
-  if (state >= FUT_DONE) return pushresult(L, f);
-  if (g == NULL) {
-    if (me != NULL && timeout != 0) return luaL_error(L, "not enough memory");
-    return cr_pushfail(L, "timeout");
-  }
-  lua_settop(L, 1);
-  return cr_wait_park(L, me, g, timeout, 0, future_k);
-}
-
-static int future_done(lua_State *L) {
-  cr_future *f = checkfuture(L);
-  int done;
-  uv_mutex_lock(&f->mu);
-  done = f->state >= FUT_DONE;
-  uv_mutex_unlock(&f->mu);
-  lua_pushboolean(L, done);
-  return 1;
-}
-
-/* future:cancel(): true if it had not started (it never will). */
-static int future_cancel(lua_State *L) {
-  cr_future *f = checkfuture(L);
-  int pending;
-  uv_mutex_lock(&f->mu);
-  pending = f->state == FUT_PENDING;
-  uv_mutex_unlock(&f->mu);
-  if (pending) future_set(f, FUT_CANCELLED, NULL);
-  lua_pushboolean(L, pending);
-  return 1;
-}
-
-static int future_tostring(lua_State *L) {
-  static const char *const names[] = {
-    "pending", "running", "done", "failed", "cancelled"
-  };
-  cr_future *f = checkfuture(L);
-  int state;
-  uv_mutex_lock(&f->mu);
-  state = f->state;
-  uv_mutex_unlock(&f->mu);
-  lua_pushfstring(L, "corun.future (%s): %p", names[state], (void *)f);
-  return 1;
-}
-
-static void pushfuture(lua_State *L, cr_future *f) {
-  cr_shared_retain(&f->base);
-  cr_shared_push(L, &f->base);
-}
-
-/* }================================================================= */
-
 
 /* {=================================================================
 ** A fresh Lua state for another thread
@@ -372,9 +105,9 @@ static void runjob(lua_State *L, const cr_msg *call, cr_future *f) {
   lua_pushcfunction(L, runcall);
   lua_pushlightuserdata(L, (void *)call);
   if (lua_pcall(L, 1, LUA_MULTRET, 0) == LUA_OK)
-    future_resolve(L, f, lua_gettop(L));
+    cr_future_resolve(L, f, lua_gettop(L));
   else
-    future_fail(L, f);
+    cr_future_fail(L, f);
   lua_settop(L, 0);
 }
 
@@ -395,7 +128,7 @@ typedef struct thread_job {
 
 static void job_free(thread_job *j) {
   if (j->call != NULL) cr_msg_free(j->call);
-  cr_shared_release(&j->fut->base);
+  cr_shared_release(&j->fut->lk.base);
   cr_shared_release(&j->parent->base);
   paths_free(&j->p);
   free(j);
@@ -415,7 +148,7 @@ static void *thread_main(void *arg) {
   thread_job *j = (thread_job *)arg;
   lua_State *L = newstate(&j->p);
   if (L == NULL)
-    future_set(j->fut, FUT_FAILED, NULL);
+    cr_future_set(j->fut, FUT_FAILED, NULL);
   else {
     runjob(L, j->call, j->fut);
     lua_close(L);
@@ -439,17 +172,17 @@ static int thread_new(lua_State *L) {
   if (j == NULL) return luaL_error(L, "thread: not enough memory");
   j->post.run = finished_run;
   j->post.drop = finished_drop;
-  j->fut = future_new();
+  j->fut = cr_future_new();
   j->parent = lp->lh;
   cr_shared_retain(&j->parent->base);
   if (j->fut == NULL || !paths_get(L, &j->p)) {
-    if (j->fut == NULL) j->fut = future_new();  /* for job_free */
+    if (j->fut == NULL) j->fut = cr_future_new();  /* for job_free */
     job_free(j);
     return luaL_error(L, "thread: not enough memory");
   }
-  lua_pushcfunction(L, encode_p);  /* encode fn and args, protected */
+  lua_pushcfunction(L, cr_encode_p);  /* encode fn and args, protected */
   {
-    encoding e = { "args", CR_CODEC_FUNCTIONS, NULL };
+    cr_encoding e = { "args", CR_CODEC_FUNCTIONS, NULL };
     int n = lua_gettop(L) - 1;
     lua_pushlightuserdata(L, &e);
     lua_rotate(L, 1, 2);
@@ -461,18 +194,18 @@ static int thread_new(lua_State *L) {
   }
   f = j->fut;
   f->state = FUT_RUNNING;      /* a started thread cannot be cancelled */
-  cr_shared_retain(&f->base);  /* the box's: j may be gone once started */
+  cr_shared_retain(&f->lk.base);  /* the box's: j may be gone once started */
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   r = pthread_create(&tid, &attr, thread_main, j);
   pthread_attr_destroy(&attr);
   if (r != 0) {
-    cr_shared_release(&f->base);
+    cr_shared_release(&f->lk.base);
     job_free(j);
     return luaL_error(L, "thread: cannot start a thread");
   }
   cr_loop_remote(lp, 1);
-  cr_shared_push(L, &f->base);
+  cr_shared_push(L, &f->lk.base);
   return 1;
 }
 
@@ -504,10 +237,10 @@ static void pool_release(cr_pool *p) {
   while (!cr_list_empty(&p->jobs)) {
     pool_job *j = cr_container_of(cr_list_shift(&p->jobs), pool_job, node);
     cr_msg_free(j->call);
-    cr_shared_release(&j->fut->base);
+    cr_shared_release(&j->fut->lk.base);
     free(j);
   }
-  cr_shared_release(&p->finished->base);
+  cr_shared_release(&p->finished->lk.base);
   paths_free(&p->p);
   uv_cond_destroy(&p->cond);
   uv_mutex_destroy(&p->mu);
@@ -525,17 +258,17 @@ static pool_job *nextjob(cr_pool *p) {
       continue;
     }
     j = cr_container_of(cr_list_shift(&p->jobs), pool_job, node);
-    uv_mutex_lock(&j->fut->mu);
+    uv_mutex_lock(&j->fut->lk.mu);
     if (j->fut->state == FUT_PENDING) j->fut->state = FUT_RUNNING;
     else {  /* cancelled before it started */
-      uv_mutex_unlock(&j->fut->mu);
+      uv_mutex_unlock(&j->fut->lk.mu);
       cr_msg_free(j->call);
-      cr_shared_release(&j->fut->base);
+      cr_shared_release(&j->fut->lk.base);
       free(j);
       j = NULL;
       continue;
     }
-    uv_mutex_unlock(&j->fut->mu);
+    uv_mutex_unlock(&j->fut->lk.mu);
   }
   uv_mutex_unlock(&p->mu);
   return j;
@@ -548,16 +281,16 @@ static void *worker_main(void *arg) {
   int last;
   while ((j = nextjob(p)) != NULL) {
     if (L != NULL) runjob(L, j->call, j->fut);
-    else future_set(j->fut, FUT_FAILED, NULL);
+    else cr_future_set(j->fut, FUT_FAILED, NULL);
     cr_msg_free(j->call);
-    cr_shared_release(&j->fut->base);
+    cr_shared_release(&j->fut->lk.base);
     free(j);
   }
   if (L != NULL) lua_close(L);
   uv_mutex_lock(&p->mu);
   last = --p->live == 0;
   uv_mutex_unlock(&p->mu);
-  if (last) future_set(p->finished, FUT_DONE, NULL);
+  if (last) cr_future_set(p->finished, FUT_DONE, NULL);
   pool_release(p);
   return NULL;
 }
@@ -585,22 +318,22 @@ static int pool_submit(lua_State *L) {
   pool_job *j;
   cr_future *f;
   int closed;
-  encoding e = { "args", CR_CODEC_FUNCTIONS, NULL };
+  cr_encoding e = { "args", CR_CODEC_FUNCTIONS, NULL };
   int n = lua_gettop(L) - 1;
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_pushcfunction(L, encode_p);
+  lua_pushcfunction(L, cr_encode_p);
   lua_pushlightuserdata(L, &e);
   lua_rotate(L, 2, 2);
   lua_call(L, n + 1, 0);  /* raises if the arguments cannot be sent */
   j = (pool_job *)calloc(1, sizeof *j);
-  if (j == NULL || (j->fut = future_new()) == NULL) {
+  if (j == NULL || (j->fut = cr_future_new()) == NULL) {
     free(j);
     cr_msg_free(e.out);
     return luaL_error(L, "submit: not enough memory");
   }
   j->call = e.out;
   f = j->fut;
-  cr_shared_retain(&f->base);  /* the box's: j may be gone once queued */
+  cr_shared_retain(&f->lk.base);  /* the box's: j may be gone once queued */
   uv_mutex_lock(&p->mu);
   closed = p->closed;
   if (!closed) {
@@ -609,13 +342,13 @@ static int pool_submit(lua_State *L) {
   }
   uv_mutex_unlock(&p->mu);
   if (closed) {
-    cr_shared_release(&f->base);
+    cr_shared_release(&f->lk.base);
     cr_msg_free(j->call);
-    cr_shared_release(&j->fut->base);
+    cr_shared_release(&j->fut->lk.base);
     free(j);
     return luaL_error(L, "submit: the pool is closed");
   }
-  cr_shared_push(L, &f->base);
+  cr_shared_push(L, &f->lk.base);
   return 1;
 }
 
@@ -633,7 +366,7 @@ static int pool_finished(lua_State *L) {
   closed = p->closed;
   uv_mutex_unlock(&p->mu);
   if (!closed) return luaL_error(L, "join: close the pool first");
-  pushfuture(L, p->finished);
+  cr_future_push(L, p->finished);
   return 1;
 }
 
@@ -675,7 +408,7 @@ static int pool_new(lua_State *L) {
   uv_cond_init(&p->cond);
   cr_list_init(&p->jobs);
   atomic_init(&p->refs, 1);
-  p->finished = future_new();
+  p->finished = cr_future_new();
   paths_get(L, &p->p);
   *box = p;
   for (i = 0; i < n; i++) {
@@ -716,7 +449,7 @@ typedef struct call_post {
 
 static void call_free(call_post *c) {
   if (c->call != NULL) cr_msg_free(c->call);
-  if (c->fut != NULL) cr_shared_release(&c->fut->base);
+  if (c->fut != NULL) cr_shared_release(&c->fut->lk.base);
   free(c);
 }
 
@@ -724,10 +457,10 @@ static void call_free(call_post *c) {
 static int submit_done(lua_State *L, int status, lua_KContext ctx) {
   cr_future *f = (cr_future *)ctx;
   if (status == LUA_OK || status == LUA_YIELD)
-    future_resolve(L, f, lua_gettop(L) - 1);
+    cr_future_resolve(L, f, lua_gettop(L) - 1);
   else
-    future_fail(L, f);
-  cr_shared_release(&f->base);
+    cr_future_fail(L, f);
+  cr_shared_release(&f->lk.base);
   return 0;
 }
 
@@ -773,14 +506,14 @@ static void call_run(lua_State *L, cr_loop *lp, cr_post *p) {
   lua_pushlightuserdata(L, c);
   lua_pushlightuserdata(L, lp);
   if (lua_pcall(L, 2, 0, 0) != LUA_OK && c->fut != NULL)
-    future_fail(L, c->fut);
+    cr_future_fail(L, c->fut);
   lua_settop(L, top);
   call_free(c);
 }
 
 static void call_drop(cr_post *p) {
   call_post *c = (call_post *)p;
-  if (c->fut != NULL) future_set(c->fut, FUT_CANCELLED, NULL);
+  if (c->fut != NULL) cr_future_set(c->fut, FUT_CANCELLED, NULL);
   call_free(c);
 }
 
@@ -792,11 +525,11 @@ static cr_lhandle *checkloop(lua_State *L) {
 ** arguments, all popped); 'fut' for submit. 0 when the loop has closed. */
 static int post_call(lua_State *L, int base, cr_future *fut) {
   cr_lhandle *lh = (cr_lhandle *)cr_shared_check(L, base, &cr_lhandle_type);
-  encoding e = { "args", CR_CODEC_FUNCTIONS, NULL };
+  cr_encoding e = { "args", CR_CODEC_FUNCTIONS, NULL };
   int n = lua_gettop(L) - base;
   call_post *c;
   luaL_checktype(L, base + 1, LUA_TFUNCTION);
-  lua_pushcfunction(L, encode_p);
+  lua_pushcfunction(L, cr_encode_p);
   lua_pushlightuserdata(L, &e);
   lua_rotate(L, base + 1, 2);
   lua_call(L, n + 1, 0);  /* raises if they cannot be sent */
@@ -809,7 +542,7 @@ static int post_call(lua_State *L, int base, cr_future *fut) {
   c->post.drop = call_drop;
   c->call = e.out;
   c->fut = fut;
-  if (fut != NULL) cr_shared_retain(&fut->base);
+  if (fut != NULL) cr_shared_retain(&fut->lk.base);
   if (cr_loop_post(lh, &c->post) != 0) {
     call_drop(&c->post);
     return 0;
@@ -825,9 +558,9 @@ static int loop_call_soon_threadsafe(lua_State *L) {
 
 /* loop:submit(fn, ...) -> future: fn(...) runs as a task of that loop. */
 static int loop_submit(lua_State *L) {
-  cr_future *f = future_new();
+  cr_future *f = cr_future_new();
   if (f == NULL) return luaL_error(L, "submit: not enough memory");
-  cr_shared_push(L, &f->base);  /* the box owns the first reference */
+  cr_shared_push(L, &f->lk.base);  /* the box owns the first reference */
   lua_insert(L, 1);
   post_call(L, 2, f);  /* a closed loop cancels the future */
   lua_settop(L, 1);
@@ -871,31 +604,12 @@ static int loop_handle(lua_State *L) {
 
 /* }================================================================= */
 
-/* core._unretrieved(text): report a failed job whose error nobody saw
-** (the process pool's futures, when collected) and count it. */
-static int report_unretrieved(lua_State *L) {
-  const char *text = luaL_checkstring(L, 1);
-  fprintf(stderr, "corun: a thread or job failed and nobody waited for "
-                  "it: %s\n", text);
-  fflush(stderr);
-  cr_thread_count_unretrieved();
-  return 0;
-}
-
 void cr_thread_open_lib(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"thread", thread_new},
-    {"_unretrieved", report_unretrieved},
     {"pool", pool_new},
     {"loop", loop_handle},
     {NULL, NULL}
-  };
-  static const luaL_Reg futmeta[] = {
-    {"__tostring", future_tostring}, {NULL, NULL}
-  };
-  static const luaL_Reg futm[] = {
-    {"wait", future_wait}, {"join", future_wait}, {"done", future_done},
-    {"cancel", future_cancel}, {NULL, NULL}
   };
   static const luaL_Reg loopmeta[] = {
     {"__tostring", loop_tostring}, {NULL, NULL}
@@ -913,7 +627,6 @@ void cr_thread_open_lib(lua_State *L) {
   };
   int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
   cr_setfuncs(L, funcs, loopidx);
-  cr_shared_newclass(L, &future_type, futmeta, futm, loopidx);
   cr_shared_newclass(L, &cr_lhandle_type, loopmeta, loopm, loopidx);
   cr_newclass(L, CR_POOL_MT, poolmeta, poolm, loopidx);
 }
