@@ -306,8 +306,9 @@ describe("corun.process.pool", function()
            function() pool:submit(function() return io.stdout end):wait() end)
     -- the worker survives errors: same process
     local a = pool:submit(worker_pid):wait()
-    pool:submit(function() error("again") end)
+    local again = pool:submit(function() error("again") end)
     assert.equal(a, pool:submit(worker_pid):wait())
+    raises("again", again.wait, again)   -- retrieved: no report on stderr
     pool:close()
     pool:join()
   end))

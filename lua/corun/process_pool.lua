@@ -14,51 +14,10 @@ local core = require "corun.core"
 local pack, unpack = table.pack, table.unpack
 local spawn = core.spawn
 
---[[ futures: an event and the outcome ]]
-
-local Future = { __name = "corun.future" }  -- combinators accept futures
-Future.__index = Future
-
--- A failed job whose error nobody retrieved is reported when its future is
--- collected, and makes the runner exit 1 (as a thread pool's job does).
-function Future:__gc()
-  if type(self.err) == "string" and not self.retrieved then
-    core._unretrieved(self.err)
-  end
-end
-
-local function future()
-  return setmetatable({ event = core.event() }, Future)
-end
-
-local function settle(f, err, values)
-  if f.event:is_set() then return end
-  f.err, f.values = err, values
-  f.event:set()
-end
-
--- future:wait([timeout]) -> results; raises the job's error.
-function Future:wait(timeout)
-  local ok, why = self.event:wait(timeout)
-  if not ok then return nil, why end
-  if self.err ~= nil then
-    self.retrieved = true
-    error(self.err, 0)
-  end
-  return unpack(self.values, 1, self.values.n)
-end
-Future.join = Future.wait
-
-function Future:done()
-  return self.event:is_set()
-end
-
--- future:cancel(): true if the job had not started (it never will).
-function Future:cancel()
-  if self.started or self.event:is_set() then return false end
-  settle(self, core.cancelled_error())
-  return true
-end
+--[[ futures: corun's one future type (src/future.c), completed here with
+     _start (false: it was cancelled before it started), _resolve and
+     _fail. A failed job whose error nobody retrieved is reported when its
+     future is released, and makes the runner exit 1. ]]
 
 --[[ the workers ]]
 
@@ -146,8 +105,7 @@ local function manage(pool)
   local p = start(pool)
   local ok, err = pcall(function()
     for job in pool.jobs:iter() do
-      if not job.future:done() then
-        job.future.started = true
+      if job.future:_start() then
         if p:wait(0) ~= nil then  -- it died while idle: replace it first
           died(p)
           p = start(pool)
@@ -164,12 +122,12 @@ local function manage(pool)
           why = why or res
           if why then p:kill("kill") end  -- out of step: replace it
           local death = died(p)
-          settle(job.future, why or death)
+          job.future:_fail(why or death)
           p = start(pool)
         elseif done then
-          settle(job.future, nil, res)
+          job.future:_resolve(unpack(res, 1, res.n))
         else
-          settle(job.future, res)
+          job.future:_fail(res)
         end
       end
     end
@@ -194,7 +152,7 @@ function Pool:submit(fn, ...)
   if self.jobs:closed() then error("submit: the pool is closed", 2) end
   local ok, frame = pcall(core.codec_dump, fn, ...)
   if not ok then error((frame:gsub("^[^\n]-:%d+: ", "")), 2) end
-  local f = future()
+  local f = core.future()
   self.jobs:put({ frame = frame, future = f })
   return f
 end
