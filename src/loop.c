@@ -9,7 +9,9 @@
 ** The driver drains the ready queue in detached batches (what became ready
 ** during a batch runs in the next one, so FIFO order holds). Between
 ** batches it expires timers when any are armed and, every POLL_EVERY
-** batches, polls libuv without blocking when it has live handles. It blocks
+** batches once POLL_NS have passed since the last poll, polls libuv
+** without blocking when it has live handles (a poll is a system call:
+** switch-bound work must not pay one every few switches). It blocks
 ** in uv_run(UV_RUN_ONCE) only when nothing is ready.
 */
 
@@ -20,7 +22,8 @@
 
 #include "corun.h"
 
-#define POLL_EVERY 64            /* batches between non-blocking I/O polls */
+#define POLL_EVERY 64            /* batches between looks at the clock */
+#define POLL_NS 100000u          /* at least this long between I/O polls */
 #define LOOP_KEY "corun.loop.instance"
 
 /* {=================================================================
@@ -270,6 +273,7 @@ static void poll(cr_loop *lp) {
 int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
   cr_list batch, *n;
   unsigned batches = 0;
+  uint64_t polled = uv_hrtime();
   (void)loopidx;
   lp->L = L;
   for (;;) {
@@ -283,7 +287,10 @@ int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
     while ((n = cr_list_shift(&batch)) != NULL)
       dispatch(L, lp, n);
     if (lp->timers.n > 0) expire(lp, cr_loop_now(lp));
-    if (++batches % POLL_EVERY == 0) poll(lp);
+    if (++batches % POLL_EVERY == 0 && uv_hrtime() - polled >= POLL_NS) {
+      poll(lp);
+      polled = uv_hrtime();
+    }
   }
 }
 

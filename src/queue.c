@@ -304,8 +304,9 @@ static int poll(lua_State *L, cr_queue *q, int qidx) {
 }
 
 static void checkitem(lua_State *L, int arg) {
+  if (lua_type(L, arg) > LUA_TNIL) return;  /* one call on the hot path */
   luaL_checkany(L, arg);
-  if (lua_isnil(L, arg)) luaL_argerror(L, arg, "nil is not a valid item");
+  luaL_argerror(L, arg, "nil is not a valid item");
 }
 
 /* offer() for the Lua API: true, or nil,why. */
