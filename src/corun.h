@@ -143,6 +143,8 @@ struct cr_loop {
   unsigned char stop_flag;
   unsigned char closed;
   unsigned char sigint_on;
+  int aref[CR_LUV_N + 1];     /* integer registry keys of the anchor tables */
+  int task_mt;                /* integer registry key of the task metatable */
 };
 
 /* Shareable handles: C objects with an atomic reference count, seen from

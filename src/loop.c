@@ -104,7 +104,7 @@ int cr_loop_anchor(lua_State *L, cr_loop *lp, int slot, int idx) {
     r->cap = cap;
   }
   ref = r->nfree > 0 ? r->free[--r->nfree] : ++r->n;
-  cr_loop_pushanchors(L, slot);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->aref[slot]);  /* array part: fast */
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, ref);
   lua_pop(L, 1);
@@ -113,7 +113,7 @@ int cr_loop_anchor(lua_State *L, cr_loop *lp, int slot, int idx) {
 
 void cr_loop_unanchor(lua_State *L, cr_loop *lp, int slot, int ref) {
   cr_refs *r = &lp->refs[slot];
-  cr_loop_pushanchors(L, slot);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->aref[slot]);
   lua_pushnil(L);
   lua_rawseti(L, -2, ref);
   lua_pop(L, 1);
@@ -121,8 +121,7 @@ void cr_loop_unanchor(lua_State *L, cr_loop *lp, int slot, int ref) {
 }
 
 void cr_loop_pushanchored(lua_State *L, cr_loop *lp, int slot, int ref) {
-  (void)lp;
-  cr_loop_pushanchors(L, slot);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->aref[slot]);
   lua_rawgeti(L, -1, ref);
   lua_remove(L, -2);
 }
@@ -459,6 +458,8 @@ void cr_handle_drop_all(lua_State *L, cr_loop *lp) {
   }
   lua_pop(L, 1);
   lua_newtable(L);  /* a fresh table drops every anchor at once */
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, lp->aref[CR_LUV_HANDLES]);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &anchor_ref[CR_LUV_HANDLES]);
   lp->refs[CR_LUV_HANDLES].n = lp->refs[CR_LUV_HANDLES].nfree = 0;
 }
@@ -518,6 +519,8 @@ cr_loop *cr_loop_open(lua_State *L) {
       lua_setfield(L, -2, "__mode");
       lua_setmetatable(L, -2);
     }
+    lua_pushvalue(L, -1);
+    lp->aref[slot] = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &anchor_ref[slot]);
   }
   lua_pushvalue(L, -1);

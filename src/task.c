@@ -228,7 +228,8 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   t->loop = lp;
   t->status = CR_DONE;  /* closed-first: inert until fully built */
   t->magic = CR_TASK_MAGIC;
-  cr_setmetatable(L, &cr_task_mtkey);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_mt);  /* cr_task_mtkey's */
+  lua_setmetatable(L, -2);
   co = lua_newthread(L);
   lua_setiuservalue(L, -2, CR_TUV_CO);
   if (!lua_checkstack(co, nargs + 1)) luaL_error(L, "too many arguments");
@@ -932,6 +933,9 @@ void cr_task_open_lib(lua_State *L) {
   luaL_newmetatable(L, CR_TASK_MT);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &cr_task_mtkey);
+  lua_pushvalue(L, -1);
+  ((cr_loop *)lua_touserdata(L, loopidx))->task_mt =
+      luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, loopidx);
   lua_newtable(L);
   cr_setfuncs(L, methods, loopidx);
