@@ -169,10 +169,10 @@ static void store(lua_State *L, cr_queue *q, int qidx) {
     return;
   }
   if (q->n == q->cap) grow(L, q, qidx);
-  lua_getiuservalue(L, qidx, 1);
-  lua_insert(L, -2);
+  lua_getiuservalue(L, qidx, 1);  /* no lua_insert: a rotate costs more */
+  lua_pushvalue(L, -2);
   lua_rawseti(L, -2, (q->head + q->n) % q->cap + 1);
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   q->n++;
 }
 
@@ -190,7 +190,7 @@ static void take(lua_State *L, cr_queue *q, int qidx) {
   lua_rawgeti(L, -1, slot + 1);
   lua_pushnil(L);
   lua_rawseti(L, -3, slot + 1);
-  lua_remove(L, -2);
+  lua_replace(L, -2);  /* the item over the ring: cheaper than lua_remove */
   if (q->kind != CR_LIFO) q->head = (q->head + 1) % q->cap;
   q->n--;
 }
