@@ -4,7 +4,9 @@
 ** task_done/join and close. FIFO and LIFO items live in a ring (a Lua table
 ** in uservalue 1, slots 1..cap) that grows by doubling; priority items in a
 ** binary min-heap in the same table (slots 1..n), ordered by the function
-** in uservalue 2 (or '<'). Heap operations make every comparison before
+** in uservalue 2 (or '<'). A bounded FIFO or LIFO queue of at most
+** INLINE_MAX items keeps its ring in its own uservalues instead (slot i in
+** uservalue i + 2, 'inl' set): a put or get then touches no table. Heap operations make every comparison before
 ** they move anything, so a comparator that raises loses no item.
 **
 ** Invariants:
@@ -35,8 +37,11 @@ typedef struct cr_queue {
   int head, n, cap;                   /* the ring in uservalue 1 */
   int kind;
   int closed;
+  int inl;                            /* the ring is in uservalues 2.. */
   unsigned magic;                     /* CR_QUEUE_MAGIC */
 } cr_queue;
+
+#define INLINE_MAX 1024  /* largest maxsize whose ring is in uservalues */
 
 #define ITEM_ARG 2  /* where a parked putter keeps its item */
 
@@ -168,6 +173,11 @@ static void store(lua_State *L, cr_queue *q, int qidx) {
     lua_pop(L, 1);
     return;
   }
+  if (q->inl) {  /* never full here: a bounded queue stores below maxsize */
+    lua_setiuservalue(L, qidx, (q->head + q->n) % q->cap + 2);
+    q->n++;
+    return;
+  }
   if (q->n == q->cap) grow(L, q, qidx);
   lua_getiuservalue(L, qidx, 1);  /* no lua_insert: a rotate costs more */
   lua_pushvalue(L, -2);
@@ -186,11 +196,18 @@ static void take(lua_State *L, cr_queue *q, int qidx) {
     return;
   }
   slot = q->kind == CR_LIFO ? (q->head + q->n - 1) % q->cap : q->head;
-  lua_getiuservalue(L, qidx, 1);
-  lua_rawgeti(L, -1, slot + 1);
-  lua_pushnil(L);
-  lua_rawseti(L, -3, slot + 1);
-  lua_replace(L, -2);  /* the item over the ring: cheaper than lua_remove */
+  if (q->inl) {
+    lua_getiuservalue(L, qidx, slot + 2);
+    lua_pushnil(L);
+    lua_setiuservalue(L, qidx, slot + 2);
+  }
+  else {
+    lua_getiuservalue(L, qidx, 1);
+    lua_rawgeti(L, -1, slot + 1);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, slot + 1);
+    lua_replace(L, -2);  /* the item over the ring: cheaper than lua_remove */
+  }
   if (q->kind != CR_LIFO) q->head = (q->head + 1) % q->cap;
   q->n--;
 }
@@ -470,13 +487,15 @@ static int queue_tostring(lua_State *L) {
 /* Push a new queue with room for 'cap' items before its ring grows. */
 static cr_queue *pushqueue(lua_State *L, int kind, lua_Integer maxsize,
                            int cap) {
+  int inl = kind != CR_PRIO && maxsize > 0 && maxsize <= INLINE_MAX;
   cr_queue *q = (cr_queue *)lua_newuserdatauv(L, sizeof *q,
-                                              kind == CR_PRIO ? 2 : 1);
+      inl ? 1 + (int)maxsize : kind == CR_PRIO ? 2 : 1);
   memset(q, 0, sizeof *q);
   q->loop = cr_loop_get(L);
   q->kind = kind;
   q->maxsize = maxsize;
-  q->cap = cap > 0 ? cap : 1;
+  q->inl = inl;
+  q->cap = inl ? (int)maxsize : cap > 0 ? cap : 1;
   q->magic = CR_QUEUE_MAGIC;
   cr_list_init(&q->getters);
   cr_list_init(&q->putters);
@@ -484,6 +503,7 @@ static cr_queue *pushqueue(lua_State *L, int kind, lua_Integer maxsize,
   cr_list_init(&q->sputters);
   cr_list_init(&q->joiners);
   cr_setmetatable(L, &cr_queue_mtkey);
+  if (inl) return q;
   lua_createtable(L, q->cap, 0);
   lua_setiuservalue(L, -2, 1);
   return q;
