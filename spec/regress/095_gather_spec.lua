@@ -70,7 +70,7 @@ describe("corun.gather (regress 095)", function()
   it("ignores failures of tasks that are not its own",
   async_virtual(function()
     local others = {}
-    for i = 1, 20 do  -- more than a parked gather notes by name
+    for i = 1, 40 do  -- more than a parked gather notes by name
       others[i] = corun.spawn(function()
         corun.sleep(1)
         error("other " .. i, 0)
@@ -78,13 +78,13 @@ describe("corun.gather (regress 095)", function()
     end
     local r = corun.gather(after(2, "x"), after(3, "y"))
     assert.same({ "x", "y" }, r)
-    for i = 1, 20 do assert.equal("failed", others[i]:status()) end
-    for i = 1, 20 do catch(others[i].join, others[i]) end
+    for i = 1, 40 do assert.equal("failed", others[i]:status()) end
+    for i = 1, 40 do catch(others[i].join, others[i]) end
   end))
 
   it("finds its own failure among many others", async_virtual(function()
     local others = {}
-    for i = 1, 20 do
+    for i = 1, 40 do
       others[i] = corun.spawn(function()
         corun.sleep(1)
         error("other " .. i, 0)
@@ -97,7 +97,7 @@ describe("corun.gather (regress 095)", function()
     local e = catch(corun.gather, after(10, "slow"), mine)
     assert.equal("mine", msg(e))
     assert.equal(1, corun.time())
-    for i = 1, 20 do catch(others[i].join, others[i]) end
+    for i = 1, 40 do catch(others[i].join, others[i]) end
   end))
 
   it("nested gathers each see their own failure", async_virtual(function()
