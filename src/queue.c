@@ -237,7 +237,11 @@ static cr_case *firstcase(cr_list *cases) {
 static int handoff(lua_State *L, cr_queue *q, int vidx) {
   if (!cr_list_empty(&q->getters)) {
     cr_task *g = first(&q->getters);
-    give(L, g, vidx);
+    /* No lua_checkstack: a parked getter sits in a C frame with one value
+    ** (the queue) and LUA_MINSTACK slots, and gets one item only. */
+    lua_pushvalue(L, vidx);
+    lua_xmove(L, g->co, 1);
+    g->nargs++;
     q->unfinished++;
     cr_task_wake(g, CR_OK);
     return 1;
@@ -368,7 +372,7 @@ static int queue_get(lua_State *L) {
   cr_task *t;
   if (q->n > 0 || q->closed) return poll(L, q, 1);
   t = cr_task_enter(L, q->loop, "get");
-  lua_settop(L, 1);
+  if (lua_gettop(L) > 1) lua_settop(L, 1);
   return cr_task_park(L, t, &q->getters, timeout, 'g', wait_k);
 }
 
