@@ -86,10 +86,9 @@ static int raise_failure(lua_State *L, lua_Integer i, lua_Integer n) {
   return cr_task_pushresults(L, t, -1);
 }
 
-/* Store the first result of finished task i (its error object when it
-** failed: return_errors) in the results. */
+/* Store the first result of finished task i, on top of the stack (popped),
+** in the results (its error object when it failed: return_errors). */
 static void collect(lua_State *L, cr_task *t, lua_Integer i) {
-  lua_rawgeti(L, TASKS, i);
   if (t->status == CR_FAILED) cr_task_retrieved(L, t);
   lua_getiuservalue(L, -1, CR_TUV_VALUE);
   if (t->status == CR_DONE && t->nres > 1) {
@@ -108,7 +107,9 @@ static int scan(lua_State *L, lua_Integer pos) {
   lua_Integer n = lua_tointeger(L, COUNT);
   int reterr = lua_toboolean(L, RETERR);
   for (; pos <= n; pos++) {
-    cr_task *t = taskat(L, pos);
+    cr_task *t;
+    lua_rawgeti(L, TASKS, pos);  /* kept for collect() */
+    t = (cr_task *)lua_touserdata(L, -1);
     if (t->status == CR_PENDING) {
       cr_loop *lp = t->loop;
       cr_task *me = cr_task_enter(L, lp, "gather");
@@ -240,8 +241,10 @@ static int gather(lua_State *L) {
     else if (!reterr && isfailed(t)) {
       if (bad == 0) bad = i;
     }
-    else if (first == 0)
+    else if (first == 0) {
+      lua_rawgeti(L, TASKS, i);
       collect(L, t, i);
+    }
   }
   if (bad != 0) return raise_failure(L, bad, n);
   return scan(L, first == 0 ? n + 1 : first);
