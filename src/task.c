@@ -367,7 +367,9 @@ static void splitaux(lua_State *L, int tidx, int tb) {
 
 /* Schedule the done callbacks at 'cbidx' (one, or a list) for task 'tidx'. */
 static void notify(lua_State *L, cr_loop *lp, int cbidx, int tidx) {
-  if (lua_type(L, cbidx) == LUA_TTABLE) {
+  int type = lua_type(L, cbidx);
+  if (type == LUA_TNIL) return;  /* most tasks: no callback, one call */
+  if (type == LUA_TTABLE) {
     lua_Integer i, n = luaL_len(L, cbidx);
     for (i = 1; i <= n; i++) {
       lua_rawgeti(L, cbidx, i);
@@ -377,7 +379,7 @@ static void notify(lua_State *L, cr_loop *lp, int cbidx, int tidx) {
   }
   else if (cr_queue_test(L, cbidx))
     cr_queue_offer(L, cbidx, tidx);
-  else if (!lua_isnil(L, cbidx)) {
+  else {
     lua_pushvalue(L, cbidx);
     lua_pushvalue(L, tidx);
     cr_loop_callback(L, lp, lua_gettop(L) - 1, 1, -1);
