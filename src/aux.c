@@ -14,7 +14,7 @@
 /* The optional timeout at 'arg': seconds >= 0, or -1 for none. */
 double cr_opttimeout(lua_State *L, int arg) {
   double d;
-  if (lua_isnoneornil(L, arg)) return -1;
+  if (lua_gettop(L) < arg || lua_isnil(L, arg)) return -1;
   d = luaL_checknumber(L, arg);
   luaL_argcheck(L, d >= 0 && d == d, arg, "timeout must be >= 0");
   return d;
@@ -102,9 +102,10 @@ const char cr_task_mtkey = 0, cr_queue_mtkey = 0;
 void *cr_toudata(lua_State *L, int idx, size_t size, size_t moff,
                  unsigned magic) {
   void *p;
-  if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != size)
+  /* lua_rawlen is 0 for a light userdata, and lua_touserdata NULL for a
+  ** string or table of that length: two calls instead of three. */
+  if (lua_rawlen(L, idx) != size || (p = lua_touserdata(L, idx)) == NULL)
     return NULL;
-  p = lua_touserdata(L, idx);
   if (*(unsigned *)((char *)p + moff) != magic) return NULL;
   return p;
 }

@@ -156,6 +156,8 @@ struct cr_loop {
   unsigned long long step_start;  /* uv_hrtime() when it started */
   unsigned step_seq, step_armed;  /* the step; the one whose hook is set */
   unsigned char step_kill;    /* the hook raises: the hard limit passed */
+  int aref[CR_LUV_N + 1];     /* integer registry keys of the anchor tables */
+  int task_mt;                /* integer registry key of the task metatable */
 };
 
 /* Shareable handles: C objects with an atomic reference count, seen from

@@ -12,16 +12,18 @@
 ** Failing fast: while a gather that re-raises failures is parked, its
 ** record is linked in the loop's 'gathers' list; a task that ends failed or
 ** cancelled notes itself in every linked record (cr_gather_failed) and
-** wakes the gatherer, which checks whether that task is one of its own.
-** The record is linked only while its task is parked there: the
-** continuation unlinks it before anything else.
+** wakes the gatherer, which checks whether that task is one of its own
+** (through an index of its tasks, built on the first such wake-up, so a
+** storm of unrelated failures costs O(1) each). The record is linked only
+** while its task is parked there: the continuation unlinks it before
+** anything else.
 */
 
 #include <string.h>
 
 #include "corun.h"
 
-#define NOTED 8  /* failures remembered per wake-up; more: rescan */
+#define NOTED 32  /* failures remembered per wake-up; more: rescan */
 
 typedef struct cr_gather {
   cr_list node;               /* in lp->gathers while parked */
@@ -31,7 +33,7 @@ typedef struct cr_gather {
 } cr_gather;
 
 /* Stack slots of core.gather. */
-enum { ITEMS = 1, COUNT, RETERR, TASKS, RESULTS, RECORD };
+enum { ITEMS = 1, COUNT, RETERR, TASKS, RESULTS, RECORD, INDEX };
 
 /* A task ended failed or cancelled (called by finish()). */
 void cr_gather_failed(cr_loop *lp, cr_task *t) {
@@ -84,10 +86,9 @@ static int raise_failure(lua_State *L, lua_Integer i, lua_Integer n) {
   return cr_task_pushresults(L, t, -1);
 }
 
-/* Store the first result of finished task i (its error object when it
-** failed: return_errors) in the results. */
+/* Store the first result of finished task i, on top of the stack (popped),
+** in the results (its error object when it failed: return_errors). */
 static void collect(lua_State *L, cr_task *t, lua_Integer i) {
-  lua_rawgeti(L, TASKS, i);
   if (t->status == CR_FAILED) cr_task_retrieved(L, t);
   lua_getiuservalue(L, -1, CR_TUV_VALUE);
   if (t->status == CR_DONE && t->nres > 1) {
@@ -106,7 +107,9 @@ static int scan(lua_State *L, lua_Integer pos) {
   lua_Integer n = lua_tointeger(L, COUNT);
   int reterr = lua_toboolean(L, RETERR);
   for (; pos <= n; pos++) {
-    cr_task *t = taskat(L, pos);
+    cr_task *t;
+    lua_rawgeti(L, TASKS, pos);  /* kept for collect() */
+    t = (cr_task *)lua_touserdata(L, -1);
     if (t->status == CR_PENDING) {
       cr_loop *lp = t->loop;
       cr_task *me = cr_task_enter(L, lp, "gather");
@@ -117,7 +120,7 @@ static int scan(lua_State *L, lua_Integer pos) {
         cancel_all(L, n);
         cr_task_checkcancel(L, me);
       }
-      lua_settop(L, RECORD);
+      lua_settop(L, INDEX);
       if (!reterr) {
         g->owner = me;
         g->nfailed = 0;
@@ -133,13 +136,25 @@ static int scan(lua_State *L, lua_Integer pos) {
   return 1;
 }
 
-/* Is 't' one of tasks pos..n? Returns its index, or 0. Reads only the
-** list (pointer comparisons), not the tasks. */
+/* The index of 't' among tasks pos..n, or 0. The first call builds a
+** table {[task pointer] = index} of tasks pos..n (reading only the list,
+** not the tasks) in slot INDEX. */
 static lua_Integer find(lua_State *L, cr_task *t, lua_Integer pos,
                         lua_Integer n) {
-  for (; pos <= n; pos++)
-    if (taskat(L, pos) == t) return pos;
-  return 0;
+  lua_Integer at;
+  if (lua_type(L, INDEX) != LUA_TTABLE) {
+    lua_Integer i;
+    lua_createtable(L, 0, (int)(n - pos + 1));
+    for (i = pos; i <= n; i++) {
+      lua_pushinteger(L, i);
+      lua_rawsetp(L, -2, taskat(L, i));
+    }
+    lua_replace(L, INDEX);
+  }
+  lua_rawgetp(L, INDEX, t);
+  at = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return at >= pos ? at : 0;
 }
 
 static int gather_k(lua_State *L, int status, lua_KContext ctx) {
@@ -148,7 +163,7 @@ static int gather_k(lua_State *L, int status, lua_KContext ctx) {
   lua_Integer pos = (lua_Integer)ctx, n = lua_tointeger(L, COUNT);
   (void)status;
   cr_list_remove(&g->node);
-  lua_settop(L, RECORD);
+  lua_settop(L, INDEX);
   if (me->outcome == CR_CANCELLED || (me->cancel_pending && !me->shielded)) {
     cancel_all(L, n);  /* gather itself was cancelled: so are its children */
     cr_task_checkcancel(L, me);
@@ -194,6 +209,7 @@ static int gather(lua_State *L) {
   cr_list_init(&g->node);
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_setmetatable(L, RECORD);
+  lua_pushnil(L);                               /* INDEX: built if needed */
   for (i = 1; i <= n; i++) {  /* every callable is spawned first */
     cr_task *t;
     lua_rawgeti(L, ITEMS, i);
@@ -225,8 +241,10 @@ static int gather(lua_State *L) {
     else if (!reterr && isfailed(t)) {
       if (bad == 0) bad = i;
     }
-    else if (first == 0)
+    else if (first == 0) {
+      lua_rawgeti(L, TASKS, i);
       collect(L, t, i);
+    }
   }
   if (bad != 0) return raise_failure(L, bad, n);
   return scan(L, first == 0 ? n + 1 : first);

@@ -9,7 +9,9 @@
 ** The driver drains the ready queue in detached batches (what became ready
 ** during a batch runs in the next one, so FIFO order holds). Between
 ** batches it expires timers when any are armed and, every POLL_EVERY
-** batches, polls libuv without blocking when it has live handles. It blocks
+** batches once POLL_NS have passed since the last poll, polls libuv
+** without blocking when it has live handles (a poll is a system call:
+** switch-bound work must not pay one every few switches). It blocks
 ** in uv_run(UV_RUN_ONCE) only when nothing is ready.
 */
 
@@ -20,7 +22,8 @@
 
 #include "corun.h"
 
-#define POLL_EVERY 64            /* batches between non-blocking I/O polls */
+#define POLL_EVERY 64            /* batches between looks at the clock */
+#define POLL_NS 100000u          /* at least this long between I/O polls */
 
 /* Once the main task has finished, a timer due further than this (2^32 s,
 ** about 136 years) from now, or at an infinite time, counts as never
@@ -108,7 +111,7 @@ int cr_loop_anchor(lua_State *L, cr_loop *lp, int slot, int idx) {
     r->cap = cap;
   }
   ref = r->nfree > 0 ? r->free[--r->nfree] : ++r->n;
-  cr_loop_pushanchors(L, slot);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->aref[slot]);  /* array part: fast */
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, ref);
   lua_pop(L, 1);
@@ -117,7 +120,7 @@ int cr_loop_anchor(lua_State *L, cr_loop *lp, int slot, int idx) {
 
 void cr_loop_unanchor(lua_State *L, cr_loop *lp, int slot, int ref) {
   cr_refs *r = &lp->refs[slot];
-  cr_loop_pushanchors(L, slot);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->aref[slot]);
   lua_pushnil(L);
   lua_rawseti(L, -2, ref);
   lua_pop(L, 1);
@@ -125,10 +128,9 @@ void cr_loop_unanchor(lua_State *L, cr_loop *lp, int slot, int ref) {
 }
 
 void cr_loop_pushanchored(lua_State *L, cr_loop *lp, int slot, int ref) {
-  (void)lp;
-  cr_loop_pushanchors(L, slot);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->aref[slot]);
   lua_rawgeti(L, -1, ref);
-  lua_remove(L, -2);
+  lua_replace(L, -2);  /* cheaper than lua_remove (a rotate) */
 }
 
 /* }================================================================= */
@@ -287,6 +289,7 @@ static void poll(cr_loop *lp) {
 int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
   cr_list batch, *n;
   unsigned batches = 0;
+  uint64_t polled = uv_hrtime();
   (void)loopidx;
   lp->L = L;
   for (;;) {
@@ -300,7 +303,10 @@ int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
     while ((n = cr_list_shift(&batch)) != NULL)
       dispatch(L, lp, n);
     if (lp->timers.n > 0) expire(lp, cr_loop_now(lp));
-    if (++batches % POLL_EVERY == 0) poll(lp);
+    if (++batches % POLL_EVERY == 0 && uv_hrtime() - polled >= POLL_NS) {
+      poll(lp);
+      polled = uv_hrtime();
+    }
   }
 }
 
@@ -469,6 +475,8 @@ void cr_handle_drop_all(lua_State *L, cr_loop *lp) {
   }
   lua_pop(L, 1);
   lua_newtable(L);  /* a fresh table drops every anchor at once */
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, lp->aref[CR_LUV_HANDLES]);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &anchor_ref[CR_LUV_HANDLES]);
   lp->refs[CR_LUV_HANDLES].n = lp->refs[CR_LUV_HANDLES].nfree = 0;
 }
@@ -532,6 +540,8 @@ cr_loop *cr_loop_open(lua_State *L) {
       lua_setfield(L, -2, "__mode");
       lua_setmetatable(L, -2);
     }
+    lua_pushvalue(L, -1);
+    lp->aref[slot] = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &anchor_ref[slot]);
   }
   lua_pushvalue(L, -1);

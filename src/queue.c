@@ -4,7 +4,9 @@
 ** task_done/join and close. FIFO and LIFO items live in a ring (a Lua table
 ** in uservalue 1, slots 1..cap) that grows by doubling; priority items in a
 ** binary min-heap in the same table (slots 1..n), ordered by the function
-** in uservalue 2 (or '<'). Heap operations make every comparison before
+** in uservalue 2 (or '<'). A bounded FIFO or LIFO queue of at most
+** INLINE_MAX items keeps its ring in its own uservalues instead (slot i in
+** uservalue i + 2, 'inl' set): a put or get then touches no table. Heap operations make every comparison before
 ** they move anything, so a comparator that raises loses no item.
 **
 ** Invariants:
@@ -37,8 +39,11 @@ typedef struct cr_queue {
   int closed;
   int busy;                           /* its comparator is running */
   int hasless;                        /* a priority queue with 'less' */
+  int inl;                            /* the ring is in uservalues 2.. */
   unsigned magic;                     /* CR_QUEUE_MAGIC */
 } cr_queue;
+
+#define INLINE_MAX 1024  /* largest maxsize whose ring is in uservalues */
 
 #define ITEM_ARG 2  /* where a parked putter keeps its item */
 
@@ -196,11 +201,16 @@ static void store(lua_State *L, cr_queue *q, int qidx) {
     lua_pop(L, 1);
     return;
   }
+  if (q->inl) {  /* never full here: a bounded queue stores below maxsize */
+    lua_setiuservalue(L, qidx, (q->head + q->n) % q->cap + 2);
+    q->n++;
+    return;
+  }
   if (q->n == q->cap) grow(L, q, qidx);
-  lua_getiuservalue(L, qidx, 1);
-  lua_insert(L, -2);
+  lua_getiuservalue(L, qidx, 1);  /* no lua_insert: a rotate costs more */
+  lua_pushvalue(L, -2);
   lua_rawseti(L, -2, (q->head + q->n) % q->cap + 1);
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   q->n++;
 }
 
@@ -214,11 +224,18 @@ static void take(lua_State *L, cr_queue *q, int qidx) {
     return;
   }
   slot = q->kind == CR_LIFO ? (q->head + q->n - 1) % q->cap : q->head;
-  lua_getiuservalue(L, qidx, 1);
-  lua_rawgeti(L, -1, slot + 1);
-  lua_pushnil(L);
-  lua_rawseti(L, -3, slot + 1);
-  lua_remove(L, -2);
+  if (q->inl) {
+    lua_getiuservalue(L, qidx, slot + 2);
+    lua_pushnil(L);
+    lua_setiuservalue(L, qidx, slot + 2);
+  }
+  else {
+    lua_getiuservalue(L, qidx, 1);
+    lua_rawgeti(L, -1, slot + 1);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, slot + 1);
+    lua_replace(L, -2);  /* the item over the ring: cheaper than lua_remove */
+  }
   if (q->kind != CR_LIFO) q->head = (q->head + 1) % q->cap;
   q->n--;
 }
@@ -248,7 +265,11 @@ static cr_case *firstcase(cr_list *cases) {
 static int handoff(lua_State *L, cr_queue *q, int vidx) {
   if (!cr_list_empty(&q->getters)) {
     cr_task *g = first(&q->getters);
-    give(L, g, vidx);
+    /* No lua_checkstack: a parked getter sits in a C frame with one value
+    ** (the queue) and LUA_MINSTACK slots, and gets one item only. */
+    lua_pushvalue(L, vidx);
+    lua_xmove(L, g->co, 1);
+    g->nargs++;
     q->unfinished++;
     cr_task_wake(g, CR_OK);
     return 1;
@@ -334,8 +355,9 @@ static int poll(lua_State *L, cr_queue *q, int qidx) {
 }
 
 static void checkitem(lua_State *L, int arg, const char *fname) {
+  if (lua_type(L, arg) > LUA_TNIL) return;  /* one call on the hot path */
   luaL_checkany(L, arg);
-  if (lua_isnil(L, arg)) cr_badarg(L, arg, fname, "nil is not a valid item");
+  cr_badarg(L, arg, fname, "nil is not a valid item");
 }
 
 /* offer() for the Lua API: true, or nil,why. */
@@ -380,7 +402,7 @@ static int queue_get(lua_State *L) {
   cr_task *t;
   if (q->n > 0 || q->closed) return poll(L, q, 1);
   t = cr_task_enter(L, q->loop, "get");
-  lua_settop(L, 1);
+  if (lua_gettop(L) > 1) lua_settop(L, 1);
   return cr_task_park(L, t, &q->getters, timeout, 'g', wait_k);
 }
 
@@ -500,13 +522,15 @@ static int queue_tostring(lua_State *L) {
 /* Push a new queue with room for 'cap' items before its ring grows. */
 static cr_queue *pushqueue(lua_State *L, int kind, lua_Integer maxsize,
                            int cap) {
+  int inl = kind != CR_PRIO && maxsize > 0 && maxsize <= INLINE_MAX;
   cr_queue *q = (cr_queue *)lua_newuserdatauv(L, sizeof *q,
-                                              kind == CR_PRIO ? 2 : 1);
+      inl ? 1 + (int)maxsize : kind == CR_PRIO ? 2 : 1);
   memset(q, 0, sizeof *q);
   q->loop = cr_loop_get(L);
   q->kind = kind;
   q->maxsize = maxsize;
-  q->cap = cap > 0 ? cap : 1;
+  q->inl = inl;
+  q->cap = inl ? (int)maxsize : cap > 0 ? cap : 1;
   q->magic = CR_QUEUE_MAGIC;
   cr_list_init(&q->getters);
   cr_list_init(&q->putters);
@@ -514,6 +538,7 @@ static cr_queue *pushqueue(lua_State *L, int kind, lua_Integer maxsize,
   cr_list_init(&q->sputters);
   cr_list_init(&q->joiners);
   cr_setmetatable(L, &cr_queue_mtkey);
+  if (inl) return q;
   lua_createtable(L, q->cap, 0);
   lua_setiuservalue(L, -2, 1);
   return q;

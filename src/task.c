@@ -257,7 +257,8 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   t->loop = lp;
   t->status = CR_DONE;  /* closed-first: inert until fully built */
   t->magic = CR_TASK_MAGIC;
-  cr_setmetatable(L, &cr_task_mtkey);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_mt);  /* cr_task_mtkey's */
+  lua_setmetatable(L, -2);
   co = lua_newthread(L);
   lua_setiuservalue(L, -2, CR_TUV_CO);
   if (!lua_checkstack(co, nargs + 1))
@@ -406,6 +407,7 @@ static void splitaux(lua_State *L, int tidx, int tb) {
 
 /* Schedule the done callbacks at 'cbidx' (one, or a list) for task 'tidx'. */
 static void notify(lua_State *L, cr_loop *lp, int cbidx, int tidx) {
+  if (lua_type(L, cbidx) == LUA_TNIL) return;  /* most tasks: no callback */
   if (isauxtable(L, cbidx)) {  /* a list (a callable table is one callback) */
     lua_Integer i, n = luaL_len(L, cbidx);
     for (i = 1; i <= n; i++) {
@@ -416,7 +418,7 @@ static void notify(lua_State *L, cr_loop *lp, int cbidx, int tidx) {
   }
   else if (cr_queue_test(L, cbidx))
     cr_queue_offer(L, cbidx, tidx);
-  else if (!lua_isnil(L, cbidx)) {
+  else {
     lua_pushvalue(L, cbidx);
     lua_pushvalue(L, tidx);
     cr_loop_callback(L, lp, lua_gettop(L) - 1, 1, -1);
@@ -1106,6 +1108,9 @@ void cr_task_open_lib(lua_State *L) {
   luaL_newmetatable(L, CR_TASK_MT);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &cr_task_mtkey);
+  lua_pushvalue(L, -1);
+  ((cr_loop *)lua_touserdata(L, loopidx))->task_mt =
+      luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, loopidx);
   lua_newtable(L);
   cr_setfuncs(L, methods, loopidx);
