@@ -212,7 +212,7 @@ function Queue:_call(what, deadline, conn, ...)
     if err == nil then return res end
     if err:find("NOGROUP", 1, true) then
       self.ready = false
-      self:_setup()
+      if self:_setup(deadline) then return nil, "timeout" end
     elseif transient(err) then
       local now = core.time()
       giveup = giveup or now + self.reconnect
@@ -231,10 +231,11 @@ function Queue:_call(what, deadline, conn, ...)
   end
 end
 
-function Queue:_setup()
+function Queue:_setup(deadline)
   if self.ready then return end
-  local ok, err = self.r:call("XGROUP", "CREATE", self.name, self.group, "0",
-                              "MKSTREAM")
+  local ok, err = self:_call("creating the consumer group", deadline, self.r,
+    "XGROUP", "CREATE", self.name, self.group, "0", "MKSTREAM")
+  if err == "timeout" then return err end
   if not ok and err and not err:match("BUSYGROUP") then
     fail("creating the consumer group", err)
   end
@@ -252,8 +253,8 @@ return id]]
 function Queue:put(item)
   local kind, data = encode(item)
   self:_setup()
-  local id, err = self.r:call("EVAL", PUT, 3, self.name, self.name .. ":puts",
-                              self.name .. ":closed", kind, data)
+  local id, err = self:_call("put", nil, self.r, "EVAL", PUT, 3, self.name,
+    self.name .. ":puts", self.name .. ":closed", kind, data)
   if err then fail("put", err) end
   if id == nil then return nil, "closed" end
   return true
@@ -353,8 +354,8 @@ end
 function Queue:get(timeout)
   local me = core.current()
   if me == nil then error("get: must be called inside a task", 2) end
-  self:_setup()
   local deadline = timeout and core.time() + timeout
+  if self:_setup(deadline) then return nil, "timeout" end
   while true do
     local block = 200
     if deadline then
