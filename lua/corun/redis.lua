@@ -341,9 +341,16 @@ function Queue:_watch(t)
   t:on_done(function(task)
     self.held[task] = nil
     if #list > 0 then
+      local status = task:status()
       local why = ("the task holding it %s without task_done"):format(
-        ({ failed = "failed", cancelled = "was cancelled" })[task:status()]
+        ({ failed = "failed", cancelled = "was cancelled" })[status]
         or "ended")
+      if status == "failed" then
+        -- the error, read without retrieving it (it is still reported if
+        -- nobody joins the task): a failed task keeps it in uservalue 2
+        local ok, e = pcall(debug.getuservalue, task, 2)
+        if ok and type(e) == "string" then why = why .. ": " .. e end
+      end
       core.spawn(Queue._giveback, self, list, why)
     end
   end)
