@@ -333,6 +333,52 @@ function Queue:_giveback(list, why)
   end)
 end
 
+-- Renew the claims on the items of this object whose XPENDING owner is
+-- still this consumer (idle time back to 0; the counter untouched).
+-- KEYS: stream; ARGV: group, consumer, ids...
+local RENEW = [[
+local n = 0
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    n = n + 1
+  end
+end
+return n]]
+
+-- Count items held by this object's tasks; while there are any, a task
+-- renews their claims every visibility / 3 seconds, so that a long job is
+-- not taken over while its task is alive. It ends when none is held.
+function Queue:_count(delta)
+  self.nheld = (self.nheld or 0) + delta
+  if self.nheld > 0 and not self.renewing then
+    self.renewing = true
+    self.wake = self.wake or core.event()
+    self.wake:clear()
+    local t = core.spawn(function()
+      local interval = math.max(self.visibility / 3, 0.05)
+      while self.nheld > 0 do
+        self.wake:wait(interval)
+        self.wake:clear()
+        if self.nheld <= 0 then break end
+        local ids = {}
+        for _, list in pairs(self.held) do
+          for _, h in ipairs(list) do ids[#ids + 1] = h.id end
+        end
+        if #ids > 0 then
+          pcall(self.r.call, self.r, "EVAL", RENEW, 1, self.name, self.group,
+                self.consumer, table.unpack(ids))
+        end
+      end
+      self.renewing = false
+    end)
+    t.name = "redis queue " .. self.name .. ": renewing claims"
+  elseif self.nheld <= 0 and self.wake then
+    self.wake:set()
+  end
+end
+
 -- Watch task t: when it ends holding items of this queue, give them back.
 function Queue:_watch(t)
   if self.held[t] then return self.held[t] end
@@ -341,6 +387,7 @@ function Queue:_watch(t)
   t:on_done(function(task)
     self.held[task] = nil
     if #list > 0 then
+      self:_count(-#list)
       local status = task:status()
       local why = ("the task holding it %s without task_done"):format(
         ({ failed = "failed", cancelled = "was cancelled" })[status]
@@ -393,6 +440,7 @@ function Queue:get(timeout)
       else
         local list = self:_watch(me)
         list[#list + 1] = h
+        self:_count(1)
         return item
       end
     else
@@ -420,6 +468,7 @@ function Queue:_take(what)
   if h == nil then
     error(("%s: called more times than items got (by this task)"):format(what), 3)
   end
+  self:_count(-1)
   return h, list
 end
 
@@ -439,6 +488,7 @@ function Queue:task_done()
     self.name, self.name .. ":done", self.name .. ":errors", self.group, h.id)
   if err then
     table.insert(list, 1, h)
+    self:_count(1)
     fail("task_done", err)
   end
 end
@@ -487,6 +537,7 @@ function Queue:task_failed(why)
                                                      self.max_deliveries))
     if not ok then
       table.insert(list, 1, h)
+      self:_count(1)
       error(e, 0)
     end
     return
@@ -497,6 +548,7 @@ function Queue:task_failed(why)
     h.id, due, pack(h.id, h.kind, h.data, h.attempts, why))
   if err then
     table.insert(list, 1, h)
+    self:_count(1)
     fail("task_failed", err)
   end
 end

@@ -10,7 +10,8 @@
 -- - a task that ends holding items gives them back at once;
 -- - a poison item ends in <name>:dead after max_deliveries with its error
 --   and attempts, and the queue goes on; q:dead, q:requeue_dead;
--- - task_failed retries after a backoff, then dead-letters.
+-- - task_failed retries after a backoff, then dead-letters;
+-- - a task holding an item keeps it (claims renewed) past 'visibility'.
 
 local corun = require "corun"
 local cb = require "corun.busted"
@@ -190,6 +191,27 @@ describe("regress 010: the Redis queue", function()
     q:task_done()
     assert.is_true(q:join(1))
     q:disconnect()
+  end))
+
+  it("a long job is not taken over while its task is alive (claims renewed)",
+  async(function()
+    local name = newname()
+    local q = corun.redis.queue(url, name, { visibility = 0.3 })
+    local other = corun.redis.queue(url, name, { visibility = 0.3 })
+    q:put("long")
+    local worker = corun.spawn(function()
+      assert.equal("long", q:get(5))
+      corun.sleep(1.5)              -- five times the visibility
+      q:task_done()
+    end)
+    corun.sleep(0.1)
+    assert.same(fail("timeout"), both(other:get(1.2)))
+    worker:join()
+    assert.is_true(q:join(1))
+    local r <close> = corun.redis.connect(url)
+    assert.equal(0, r:call("XPENDING", name, "corun")[1])
+    q:disconnect()
+    other:disconnect()
   end))
 
   it("a poison item ends in <name>:dead after max_deliveries; the queue goes on",
