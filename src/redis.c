@@ -550,6 +550,7 @@ static void disconnect(cr_redis *c) {
     c->ac = NULL;
     redisAsyncDisconnect(ac);  /* pending replies still arrive */
   }
+  setup_wake(c);  /* those waiting for the setup see the client closed */
 }
 
 static int redis_close(lua_State *L) {

@@ -124,6 +124,36 @@ describe("regress 010: the Redis client", function()
     end)
   end))
 
+  it("a server that never answers AUTH: calls wait, time out, and send nothing",
+  async(function()
+    local got = {}
+    local server = assert(corun.tcp.listen("127.0.0.1", 0, function(s)
+      while true do
+        local data = s:read(1)
+        if data == nil then return end
+        got[#got + 1] = data
+      end
+    end))
+    local r = corun.redis.connect(("redis://:pw@127.0.0.1:%d/5"):format(server.port))
+    local e = helper.catch(corun.timeout, 0.2, r.call, r, "SET", "k", "v")
+    assert.is_true(corun.is_timeout(e))
+    local waiting = corun.spawn(function() return both(r:call("GET", "k")) end)
+    corun.sleep(0.1)
+    assert.is_true(waiting:cancel())
+    assert.is_true(corun.is_cancelled(helper.catch(waiting.join, waiting)))
+    local sent = table.concat(got)
+    assert.truthy(sent:find("AUTH", 1, true))
+    assert.truthy(sent:find("SELECT", 1, true))
+    assert.is_nil(sent:find("SET\r\n", 1, true))
+    assert.is_nil(sent:find("GET", 1, true))
+    -- closed while a call waits for the setup: that call raises
+    waiting = corun.spawn(function() return r:call("GET", "k") end)
+    corun.sleep(0.05)
+    r:close()
+    assert.matches("the redis client is closed", tostring(helper.catch(waiting.join, waiting)))
+    server:close()
+  end))
+
   it("a bad argument anywhere in a pipeline: nothing is sent", async(function()
     with_server(nil, function(port)
       local r <close> = corun.redis.connect(("redis://127.0.0.1:%d/0"):format(port))
