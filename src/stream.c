@@ -614,50 +614,26 @@ static int server_gc(lua_State *L) {
   return 0;
 }
 
-/* tcp.listen(host, port, handler, [opts]) -> server | nil, err */
-static int tcp_listen(lua_State *L) {
-  cr_loop *lp = cr_loop_get(L);
-  const char *host = luaL_checkstring(L, 1);
-  lua_Integer port = luaL_checkinteger(L, 2);
-  int backlog = 511, r;
-  struct addrinfo hints, *res = NULL;
-  struct sockaddr_storage name;
-  int namelen = sizeof name;
-  cr_server *sv;
-  uv_getaddrinfo_t req;
-  char service[16];
-  if (port < 0 || port >= 65536)
-    cr_argerror(L, 2, "listen", "port must be 0..65535");
-  if (!lua_isfunction(L, 3)) cr_argerror(L, 3, "listen", "function expected");
+static int listen_backlog(lua_State *L) {
+  int backlog = 511;
   if (lua_istable(L, 4)) {
     lua_getfield(L, 4, "backlog");
     backlog = (int)luaL_optinteger(L, -1, 511);
     lua_pop(L, 1);
   }
-  sv = (cr_server *)lua_newuserdatauv(L, sizeof *sv, 1);
-  memset(sv, 0, sizeof *sv);
-  sv->ref = LUA_NOREF;
-  sv->loop = lp;
-  luaL_setmetatable(L, CR_SERVER_MT);
-  lua_pushvalue(L, 3);
-  lua_setiuservalue(L, -2, 1);
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  snprintf(service, sizeof service, "%d", (int)port);
-  r = uv_getaddrinfo(&lp->uv, &req, NULL, host, service, &hints);
-  if (r != 0) return cr_pusherror(L, r);
-  res = req.addrinfo;
+  return backlog;
+}
+
+/* Bind the server (at the top) to 'addr' and listen: 1 result pushed. */
+static int listen_on(lua_State *L, cr_server *sv, const struct sockaddr *addr,
+                     int backlog) {
+  struct sockaddr_storage name;
+  int namelen = sizeof name, r;
   sv->tcp = (uv_tcp_t *)malloc(sizeof *sv->tcp);
-  if (sv->tcp == NULL) {
-    uv_freeaddrinfo(res);
-    return luaL_error(L, "listen: not enough memory");
-  }
-  uv_tcp_init(&lp->uv, sv->tcp);
+  if (sv->tcp == NULL) return luaL_error(L, "listen: not enough memory");
+  uv_tcp_init(&sv->loop->uv, sv->tcp);
   sv->tcp->data = sv;
-  r = uv_tcp_bind(sv->tcp, res->ai_addr, 0);
-  uv_freeaddrinfo(res);
+  r = uv_tcp_bind(sv->tcp, addr, 0);
   if (r == 0) r = uv_listen((uv_stream_t *)sv->tcp, backlog, on_connection);
   if (r == 0) r = uv_tcp_getsockname(sv->tcp, (struct sockaddr *)&name,
                                       &namelen);
@@ -670,8 +646,64 @@ static int tcp_listen(lua_State *L) {
   sv->port = ntohs(name.ss_family == AF_INET6
                    ? ((struct sockaddr_in6 *)&name)->sin6_port
                    : ((struct sockaddr_in *)&name)->sin_port);
-  sv->ref = cr_loop_anchor(L, lp, CR_LUV_HANDLES, -1);
+  sv->ref = cr_loop_anchor(L, sv->loop, CR_LUV_HANDLES, -1);
   return 1;
+}
+
+/* The name was resolved on the thread pool (the frame is [host, port,
+** handler, opts, server]). */
+static int listen_k(lua_State *L, int status, lua_KContext ctx) {
+  int err, r;
+  struct addrinfo *res = cr_dns_result(L, ctx, &err);
+  (void)status;
+  if (res == NULL) return cr_pusherror(L, err);
+  lua_settop(L, 5);
+  r = listen_on(L, (cr_server *)lua_touserdata(L, 5), res->ai_addr,
+                listen_backlog(L));
+  uv_freeaddrinfo(res);
+  return r;
+}
+
+/* tcp.listen(host, port, handler, [opts]) -> server | nil, err. A numeric
+** address binds at once; a name is resolved on the thread pool while the
+** calling task waits (outside a task, synchronously: nothing else runs). */
+static int tcp_listen(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  int backlog, r;
+  struct addrinfo hints;
+  struct sockaddr_storage ss;
+  cr_server *sv;
+  uv_getaddrinfo_t req;
+  char service[16];
+  if (port < 0 || port >= 65536)
+    cr_argerror(L, 2, "listen", "port must be 0..65535");
+  if (!lua_isfunction(L, 3)) cr_argerror(L, 3, "listen", "function expected");
+  backlog = listen_backlog(L);
+  lua_settop(L, 4);
+  sv = (cr_server *)lua_newuserdatauv(L, sizeof *sv, 1);
+  memset(sv, 0, sizeof *sv);
+  sv->ref = LUA_NOREF;
+  sv->loop = lp;
+  luaL_setmetatable(L, CR_SERVER_MT);
+  lua_pushvalue(L, 3);
+  lua_setiuservalue(L, -2, 1);
+  if (cr_dns_numeric(host, (int)port, &ss) == 0)
+    return listen_on(L, sv, (struct sockaddr *)&ss, backlog);
+  snprintf(service, sizeof service, "%d", (int)port);
+  if (lp->current != NULL && lp->current->co == L && lua_isyieldable(L))
+    return cr_dns_getaddrinfo(L, lp, "listen", host, service, AF_UNSPEC,
+                              SOCK_STREAM, AI_PASSIVE, -1, listen_k);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  r = uv_getaddrinfo(&lp->uv, &req, NULL, host, service, &hints);
+  if (r != 0) return cr_pusherror(L, r);
+  r = listen_on(L, sv, req.addrinfo->ai_addr, backlog);
+  uv_freeaddrinfo(req.addrinfo);
+  return r;
 }
 
 /* }================================================================= */

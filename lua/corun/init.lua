@@ -378,5 +378,6 @@ function corun.process.run(cmd, args, opts)
 end
 
 corun.fs = core.fs
+corun.dns = core.dns
 corun.signal = core.signal
 return corun
