@@ -379,5 +379,6 @@ end
 
 corun.fs = core.fs
 corun.dns = core.dns
+corun.udp = core.udp
 corun.signal = core.signal
 return corun
