@@ -338,7 +338,7 @@ void cr_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                  const luaL_Reg *methods, int loopidx);
 
 /* {=================================================================
-** dns.c, udp.c (issue 13: the network ecosystem)
+** dns.c, udp.c, sockopt.c (issue 13: the network ecosystem)
 ** ================================================================== */
 
 /* dns.c */
@@ -355,6 +355,14 @@ void cr_dns_open_lib(lua_State *L);
 
 /* udp.c */
 void cr_udp_open_lib(lua_State *L);
+
+/* stream.c, for sockopt.c */
+uv_stream_t *cr_stream_handle(lua_State *L, int idx);
+size_t cr_stream_buffered(lua_State *L, int idx);
+void cr_stream_take(lua_State *L, int idx, size_t max);
+
+/* sockopt.c */
+void cr_sockopt_open_lib(lua_State *L);
 
 /* }================================================================= */
 

@@ -406,6 +406,33 @@ cr_stream *cr_stream_push(lua_State *L, cr_loop *lp, uv_stream_t *h) {
   return s;
 }
 
+/* For other files (sockopt.c): the stream at 'idx' (NULL if it is not
+** one), its libuv handle (NULL once closed), and its buffered bytes. */
+static cr_stream *tostream(lua_State *L, int idx) {
+  return cr_testobj(L, idx, cr_stream, CR_STREAM_MAGIC);
+}
+
+uv_stream_t *cr_stream_handle(lua_State *L, int idx) {
+  cr_stream *s = tostream(L, idx);
+  return s != NULL && !s->closed ? s->h : NULL;
+}
+
+size_t cr_stream_buffered(lua_State *L, int idx) {
+  cr_stream *s = tostream(L, idx);
+  return s != NULL ? s->len - s->pos : 0;
+}
+
+/* Push (and consume) up to 'max' buffered bytes of the stream at 'idx'. */
+void cr_stream_take(lua_State *L, int idx, size_t max) {
+  cr_stream *s = tostream(L, idx);
+  size_t avail = s != NULL ? s->len - s->pos : 0;
+  if (avail == 0) {
+    lua_pushliteral(L, "");
+    return;
+  }
+  consume(L, s, avail < max ? avail : max, 0);
+}
+
 /* }================================================================= */
 
 

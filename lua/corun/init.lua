@@ -342,6 +342,11 @@ setmetatable(corun, {__index = function(t, k)
     rawset(t, k, m)
     return m
   end
+  if k == "socket" then
+    local m = require "corun.socket"
+    rawset(t, k, m)
+    return m
+  end
 end})
 
 --[[ processes ]]
