@@ -575,7 +575,8 @@ end
 -- unless asked for more)
 udp.receive = blocking(function(self, size)
   local d, err = recvfrom(self, size)
-  return d, err
+  if d then return d end
+  return nil, err
 end)
 
 udp.receivefrom = blocking(recvfrom)
@@ -903,12 +904,19 @@ function M.__unload() end
 
 local saved
 
+-- LuaSocket's Lua modules that keep the socket module they loaded with.
+local submodules = { "socket.http", "socket.url", "socket.headers",
+                     "socket.ftp", "socket.smtp", "socket.tp", "socket.mbox" }
+
 -- install(): require "socket" and require "socket.core" give this module
--- from now on (modules that loaded the real LuaSocket before keep it).
+-- from now on. LuaSocket's own Lua modules (socket.http, ...) already
+-- loaded with the real LuaSocket are dropped from package.loaded, so that
+-- the next require loads them again, on this module.
 function M.install()
   if package.loaded.socket ~= M then
     saved = saved or { socket = package.loaded.socket,
                        core = package.loaded["socket.core"] }
+    for _, name in ipairs(submodules) do package.loaded[name] = nil end
   end
   package.loaded.socket = M
   package.loaded["socket.core"] = M
