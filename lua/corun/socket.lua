@@ -63,15 +63,21 @@ local function lserr(err)
 end
 M._error = lserr
 
-local function argerror(fname, n, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+local function argerror(fname, n, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
 end
 
--- Run f(...) in the calling task, or (outside one) in a run of its own.
+local function rethrow(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+
+-- Run f(...) in the calling task, or (outside one) in a run of its own;
+-- its errors reach the caller as they are.
 local function blocking(f)
   return function(...)
     if current() then return f(...) end
-    return corun.run(f, ...)
+    return rethrow(corun.run(pcall, f, ...))
   end
 end
 
@@ -147,8 +153,8 @@ local function settimeout(self, value, mode)
   local m = sub(mode, 1, 1)
   if m == "b" then self.block = value
   elseif m == "t" or m == "r" then self.total = value
-  else argerror("settimeout", 2, "invalid timeout mode") end
-  return 1
+  else argerror("settimeout", 3, "invalid timeout mode") end
+  return 1.0
 end
 
 --[[ TCP ]]
@@ -193,19 +199,23 @@ local function applyopt(self, name, value)
   return self.stream:setoption(native, value)
 end
 
+local function badoption(fname, name)
+  argerror(fname, 2, ("unsupported option `%s'"):format(tostring(name)), 4)
+end
+
 function tcp:setoption(name, value)
   if type(name) ~= "string" or tcpopts[name] == nil then
-    argerror("setoption", 1, "unsupported option")
+    badoption("setoption", name)
   end
   self.opts[name] = value
   local ok, err = applyopt(self, name, value)
   if not ok then return nil, lserr(err) end
-  return 1
+  return 1.0
 end
 
 function tcp:getoption(name)
   if type(name) ~= "string" or tcpopts[name] == nil then
-    argerror("getoption", 1, "unsupported option")
+    badoption("getoption", name)
   end
   local v = self.opts[name]
   if v == nil then v = false end
@@ -231,7 +241,7 @@ tcp.connect = blocking(function(self, host, port)
                                    retry(self, time()))
   if not s then return nil, lserr(err) end
   adopt(self, s)
-  return 1
+  return 1.0
 end)
 
 function tcp:bind(host, port)
@@ -247,14 +257,14 @@ function tcp:bind(host, port)
   self.server, self.q, self.pending = server, q, {}
   self.host = host
   self.kind = "server"
-  return 1
+  return 1.0
 end
 
 -- The listening happens in bind (corun's listen binds and listens at
 -- once), so listen only checks the state.
 function tcp:listen(backlog)
   if self.kind ~= "server" then return nil, "Invalid argument" end
-  return 1
+  return 1.0
 end
 
 tcp.accept = blocking(function(self)
@@ -340,7 +350,15 @@ local function recvall(self, start)
 end
 
 -- receive([pattern], [prefix]) -> data, nil, nil | nil, err, partial
+-- A method of clients only (LuaSocket's classes raise for the others).
+local function checkclient(self, fname)
+  if self.kind ~= "client" and self.kind ~= "closed" then
+    error(("bad argument #1 to '%s' (tcp{client} expected)"):format(fname), 3)
+  end
+end
+
 tcp.receive = blocking(function(self, pattern, prefix)
+  checkclient(self, "receive")
   if self.kind ~= "client" then return nil, "closed", "" end
   pattern = pattern or "*l"
   prefix = prefix or ""
@@ -349,23 +367,32 @@ tcp.receive = blocking(function(self, pattern, prefix)
   local data, err, partial
   if type(pattern) == "number" or tonumber(pattern) then
     local n = math.tointeger(tonumber(pattern))
-    if not n or n < 0 then argerror("receive", 1, "invalid receive pattern") end
-    data, err, partial = recvn(self, n, start)
+    if not n or n < 0 then argerror("receive", 2, "invalid receive pattern") end
+    if n == 0 and #self.buf == 0 and self.stream:_buffered() == 0 then
+      -- as LuaSocket: wait for data (kept for later), or time out
+      local chunk
+      chunk, err = fill(self, start)
+      if chunk then self.buf = chunk; data = "" else partial = "" end
+    else
+      data, err, partial = recvn(self, n, start)
+    end
   else
     local p = type(pattern) == "string" and gsub(pattern, "^%*", "") or ""
     local c = sub(p, 1, 1)
     if c == "l" then data, err, partial = recvline(self, start)
     elseif c == "a" then data, err, partial = recvall(self, start)
-    else argerror("receive", 1, "invalid receive pattern") end
+    else argerror("receive", 2, "invalid receive pattern") end
   end
   if data then return prefix .. data, nil, nil end
   return nil, err, prefix .. partial
 end)
 
--- send(data, [i], [j]) -> index of the last byte sent | nil, err, last
+-- send(data, [i], [j]) -> index of the last byte sent, nil, nil | nil,
+-- err, last (floats, as LuaSocket's)
 function tcp:send(data, i, j)
+  checkclient(self, "send")
   if type(data) ~= "string" and type(data) ~= "number" then
-    argerror("send", 1, "string expected, got " .. type(data))
+    argerror("send", 2, "string expected, got " .. type(data))
   end
   data = tostring(data)
   local size = #data
@@ -376,13 +403,13 @@ function tcp:send(data, i, j)
   if i < 1 then i = 1 end
   if j > size then j = size end
   if self.kind ~= "client" or self.stream == nil then
-    return nil, "closed", i - 1
+    return nil, "closed", i - 1.0
   end
-  if i > j then return i - 1 end
+  if i > j then return i - 1.0, nil, nil end
   local ok, err = self.stream:write(sub(data, i, j))
-  if not ok then return nil, lserr(err), i - 1 end
+  if not ok then return nil, lserr(err), i - 1.0 end
   self.sent = self.sent + (j - i + 1)
-  return j
+  return j + 0.0, nil, nil
 end
 
 function tcp:close()
@@ -400,13 +427,14 @@ function tcp:close()
   end
   self.stream, self.server = nil, nil
   self.kind = "closed"
-  return 1
+  return 1.0
 end
 
 function tcp:shutdown(how)
+  checkclient(self, "shutdown")
   how = how or "both"
   if how ~= "both" and how ~= "send" and how ~= "receive" then
-    argerror("shutdown", 1, "invalid shutdown method")
+    argerror("shutdown", 2, ("invalid option '%s'"):format(tostring(how)))
   end
   if self.kind ~= "client" then return nil, "closed" end
   if how ~= "receive" then
@@ -414,27 +442,29 @@ function tcp:shutdown(how)
     if not ok then return nil, lserr(err) end
   end
   if how ~= "send" then self.rshut = true end
-  return 1
+  return 1.0
 end
 
+local EBADF = "Bad file descriptor"
+
+-- getpeername() -> host, port (an integer), family
 function tcp:getpeername()
-  if self.kind ~= "client" then return nil, messages.ENOTCONN end
+  if self.kind ~= "client" then return nil, EBADF end
   local host, port, family = self.stream:getpeername()
   if not host then return nil, lserr(port) end
   return host, port, family
 end
 
+-- getsockname() -> host, port (a string, as LuaSocket's), family
 function tcp:getsockname()
   if self.kind == "server" then
-    return self.host, self.server.port,
+    return self.host, tostring(self.server.port),
            find(self.host, ":", 1, true) and "inet6" or "inet"
   end
-  if self.kind ~= "client" then
-    return self.family == "inet6" and "::" or "0.0.0.0", 0, self.family
-  end
+  if self.kind ~= "client" then return nil, EBADF end
   local host, port, family = self.stream:getsockname()
   if not host then return nil, lserr(port) end
-  return host, port, family
+  return host, tostring(port), family
 end
 
 function tcp:dirty()
@@ -453,13 +483,13 @@ function tcp:getfamily()
 end
 
 function tcp:getstats()
-  return self.recvd, self.sent, time() - self.born
+  return self.recvd + 0.0, self.sent + 0.0, time() - self.born
 end
 
 function tcp:setstats(received, sent, age)
   self.recvd, self.sent = tonumber(received) or 0, tonumber(sent) or 0
   self.born = time() - (tonumber(age) or 0)
-  return 1
+  return 1.0
 end
 
 -- The streams of connected sockets (for code that wants corun's API).
@@ -516,14 +546,14 @@ udp.setsockname = blocking(function(self, host, port)
   local ok, err = u:bind(star(self, host), port,
                          { reuseaddr = self.opts.reuseaddr or self.opts.reuseport })
   if not ok then return nil, lserr(err) end
-  return 1
+  return 1.0
 end)
 
 udp.setpeername = blocking(function(self, host, port)
   if host == "*" then
     if self.u then self.u:connect() end
     self.kind = "unconnected"
-    return 1
+    return 1.0
   end
   if type(host) ~= "string" then argerror("setpeername", 1, "string expected") end
   port = math.tointeger(tonumber(port))
@@ -533,7 +563,7 @@ udp.setpeername = blocking(function(self, host, port)
   local ok, err = u:connect(host, port)
   if not ok then return nil, lserr(err) end
   self.kind = "connected"
-  return 1
+  return 1.0
 end)
 
 udp.sendto = blocking(function(self, data, host, port)
@@ -541,21 +571,25 @@ udp.sendto = blocking(function(self, data, host, port)
   if type(host) ~= "string" then argerror("sendto", 2, "string expected") end
   port = math.tointeger(tonumber(port))
   if not port then argerror("sendto", 3, "number expected") end
-  if self.kind == "connected" then return nil, "already connected" end
+  if self.kind == "connected" then
+    error("bad argument #1 to 'sendto' (udp{unconnected} expected)", 2)
+  end
   local u = sock(self, host)
   if not u then return nil, "closed" end
   local ok, err = u:send(data, host, port)
   if not ok then return nil, lserr(err) end
-  return #data
+  return #data + 0.0
 end)
 
 function udp:send(data)
   if type(data) ~= "string" then argerror("send", 1, "string expected") end
   if self.closed then return nil, "closed" end
-  if self.kind ~= "connected" then return nil, "not connected" end
+  if self.kind ~= "connected" then
+    error("bad argument #1 to 'send' (udp{connected} expected)", 2)
+  end
   local ok, err = self.u:send(data)
   if not ok then return nil, lserr(err) end
-  return #data
+  return #data + 0.0
 end
 
 local function recvfrom(self, size)
@@ -596,9 +630,9 @@ local udpopts = {
 
 function udp:setoption(name, value)
   local native = type(name) == "string" and udpopts[name]
-  if native == nil then argerror("setoption", 1, "unsupported option") end
+  if native == nil then badoption("setoption", name) end
   self.opts[name] = value
-  if not native or not self.u then return 1 end
+  if not native or not self.u then return 1.0 end
   local ok, err
   if native == "join" or native == "leave" then
     if type(value) ~= "table" then argerror("setoption", 2, "table expected") end
@@ -609,12 +643,12 @@ function udp:setoption(name, value)
     ok, err = self.u:setoption(native, value)
   end
   if not ok then return nil, lserr(err) end
-  return 1
+  return 1.0
 end
 
 function udp:getoption(name)
   if type(name) ~= "string" or udpopts[name] == nil then
-    argerror("getoption", 1, "unsupported option")
+    badoption("getoption", name)
   end
   local v = self.opts[name]
   if v == nil then v = false end
@@ -626,11 +660,11 @@ function udp:getsockname()
   if not u then return nil, "closed" end
   local host, port = u:getsockname()
   if not host then return nil, lserr(port) end
-  return host, port, self.family
+  return host, tostring(port), self.family
 end
 
 function udp:getpeername()
-  if self.kind ~= "connected" then return nil, messages.ENOTCONN end
+  if self.kind ~= "connected" then return nil, messages.ENOTCONN end  -- as LuaSocket
   local host, port = self.u:getpeername()
   if not host then return nil, lserr(port) end
   return host, port, self.family
@@ -640,7 +674,7 @@ function udp:close()
   if self.u then self.u:close() end
   self.closed = true
   self.kind = "closed"
-  return 1
+  return 1.0
 end
 
 function udp:getfd()
