@@ -244,12 +244,23 @@ tcp.connect = blocking(function(self, host, port)
   return 1.0
 end)
 
-function tcp:bind(host, port)
+local function numeric(addr)
+  return addr:match("^%d+%.%d+%.%d+%.%d+$") or addr:find(":", 1, true)
+end
+
+-- bind(host, port): a name is resolved first (an address of the socket's
+-- family), so getsockname gives the address bound, as LuaSocket.
+tcp.bind = blocking(function(self, host, port)
   if self.kind ~= "master" then return nil, "already bound" end
   if host == "*" then host = self.family == "inet6" and "::" or "0.0.0.0" end
   port = tonumber(port)
-  if type(host) ~= "string" then argerror("bind", 1, "string expected") end
-  if not port then argerror("bind", 2, "number expected") end
+  if type(host) ~= "string" then argerror("bind", 2, "string expected") end
+  if not port then argerror("bind", 3, "number expected") end
+  if not numeric(host) then
+    local list, err = corun.dns.resolve(host, { family = self.family })
+    if not list then return nil, lserr(err) end
+    host = list[1].addr
+  end
   local q = queue()
   local server, err = core.tcp.listen(host, math.tointeger(port),
                                       function(stream) q:put(stream) end)
@@ -258,7 +269,7 @@ function tcp:bind(host, port)
   self.host = host
   self.kind = "server"
   return 1.0
-end
+end)
 
 -- The listening happens in bind (corun's listen binds and listens at
 -- once), so listen only checks the state.
@@ -802,10 +813,6 @@ M.dns.toip = blocking(function(name)
   if not list or #list == 0 then return nil, "host not found" end
   return list[1].addr, resolveinfo(name, list)
 end)
-
-local function numeric(addr)
-  return addr:match("^%d+%.%d+%.%d+%.%d+$") or addr:find(":", 1, true)
-end
 
 M.dns.tohostname = blocking(function(addr)
   if type(addr) ~= "string" then argerror("tohostname", 1, "string expected") end
