@@ -6,8 +6,9 @@
 ** calling task (cancellable), and settimeout keeps LuaSocket's meanings.
 **
 ** corun.socket.install() makes require "socket" and require "socket.core"
-** return this module. Outside a task each blocking call runs in a short
-** corun.run of its own, so a plain script blocks as with LuaSocket.
+** return this module. Calls that wait need a task: outside one they raise
+** an error saying so (corun's tasks and servers live within one corun.run,
+** so running each call in a run of its own could not serve).
 **
 ** Return values and error strings are LuaSocket's: "timeout", "closed",
 ** "connection refused", "host or service not provided, or not known", ...
@@ -67,17 +68,15 @@ local function argerror(fname, n, msg, level)
   error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
 end
 
-local function rethrow(ok, ...)
-  if ok then return ... end
-  error((...), 0)
-end
-
--- Run f(...) in the calling task, or (outside one) in a run of its own;
--- its errors reach the caller as they are.
-local function blocking(f)
+-- f(...), a call that may wait: it needs a task (corun's servers and
+-- tasks live within one corun.run, so a run per call cannot serve).
+local function blocking(f, fname)
+  local msg = ("corun.socket: '%s' must be called from inside a task "
+               .. "(start one with corun.run or corun.spawn, or run the "
+               .. "script with the corun runner)"):format(fname)
   return function(...)
-    if current() then return f(...) end
-    return rethrow(corun.run(pcall, f, ...))
+    if not current() then error(msg, 2) end
+    return f(...)
   end
 end
 
@@ -131,7 +130,7 @@ M.gettime = core.gettimeofday
 M.sleep = blocking(function(sec)
   if type(sec) ~= "number" then argerror("sleep", 1, "number expected") end
   if sec > 0 then corun.sleep(sec) end
-end)
+end, "sleep")
 
 --[[ timeouts: LuaSocket's block and total meanings ]]
 
@@ -242,21 +241,22 @@ tcp.connect = blocking(function(self, host, port)
   if not s then return nil, lserr(err) end
   adopt(self, s)
   return 1.0
-end)
+end, "connect")
 
 local function numeric(addr)
   return addr:match("^%d+%.%d+%.%d+%.%d+$") or addr:find(":", 1, true)
 end
 
--- bind(host, port): a name is resolved first (an address of the socket's
--- family), so getsockname gives the address bound, as LuaSocket.
-tcp.bind = blocking(function(self, host, port)
+-- bind(host, port): in a task a name is resolved first (an address of
+-- the socket's family), so getsockname gives the address bound, as
+-- LuaSocket. Outside a task corun.tcp.listen resolves it (synchronously).
+function tcp:bind(host, port)
   if self.kind ~= "master" then return nil, "already bound" end
   if host == "*" then host = self.family == "inet6" and "::" or "0.0.0.0" end
   port = tonumber(port)
   if type(host) ~= "string" then argerror("bind", 2, "string expected") end
   if not port then argerror("bind", 3, "number expected") end
-  if not numeric(host) then
+  if not numeric(host) and current() then
     local list, err = corun.dns.resolve(host, { family = self.family })
     if not list then return nil, lserr(err) end
     host = list[1].addr
@@ -269,7 +269,7 @@ tcp.bind = blocking(function(self, host, port)
   self.host = host
   self.kind = "server"
   return 1.0
-end)
+end
 
 -- The listening happens in bind (corun's listen binds and listens at
 -- once), so listen only checks the state.
@@ -290,7 +290,7 @@ tcp.accept = blocking(function(self)
   for name, value in pairs(self.opts) do c.opts[name] = value end
   adopt(c, s)
   return c
-end)
+end, "accept")
 
 -- Wait for more data (within the socket's timeouts, or without limit
 -- when 'forever'): returns a chunk, or nil, err.
@@ -396,7 +396,7 @@ tcp.receive = blocking(function(self, pattern, prefix)
   end
   if data then return prefix .. data, nil, nil end
   return nil, err, prefix .. partial
-end)
+end, "receive")
 
 -- send(data, [i], [j]) -> index of the last byte sent, nil, nil | nil,
 -- err, last (floats, as LuaSocket's)
@@ -548,7 +548,7 @@ local function star(self, host)
   return host
 end
 
-udp.setsockname = blocking(function(self, host, port)
+function udp:setsockname(host, port)
   if type(host) ~= "string" then argerror("setsockname", 1, "string expected") end
   port = math.tointeger(tonumber(port))
   if not port then argerror("setsockname", 2, "number expected") end
@@ -558,9 +558,9 @@ udp.setsockname = blocking(function(self, host, port)
                          { reuseaddr = self.opts.reuseaddr or self.opts.reuseport })
   if not ok then return nil, lserr(err) end
   return 1.0
-end)
+end
 
-udp.setpeername = blocking(function(self, host, port)
+function udp:setpeername(host, port)
   if host == "*" then
     if self.u then self.u:connect() end
     self.kind = "unconnected"
@@ -575,9 +575,9 @@ udp.setpeername = blocking(function(self, host, port)
   if not ok then return nil, lserr(err) end
   self.kind = "connected"
   return 1.0
-end)
+end
 
-udp.sendto = blocking(function(self, data, host, port)
+function udp:sendto(data, host, port)
   if type(data) ~= "string" then argerror("sendto", 1, "string expected") end
   if type(host) ~= "string" then argerror("sendto", 2, "string expected") end
   port = math.tointeger(tonumber(port))
@@ -590,7 +590,7 @@ udp.sendto = blocking(function(self, data, host, port)
   local ok, err = u:send(data, host, port)
   if not ok then return nil, lserr(err) end
   return #data + 0.0
-end)
+end
 
 function udp:send(data)
   if type(data) ~= "string" then argerror("send", 1, "string expected") end
@@ -622,9 +622,9 @@ udp.receive = blocking(function(self, size)
   local d, err = recvfrom(self, size)
   if d then return d end
   return nil, err
-end)
+end, "receive")
 
-udp.receivefrom = blocking(recvfrom)
+udp.receivefrom = blocking(recvfrom, "receivefrom")
 
 local udpopts = {
   broadcast = "broadcast", ["ip-multicast-ttl"] = "multicast_ttl",
@@ -792,7 +792,7 @@ M.select = blocking(function(recvt, sendt, timeout)
   r = collect(recvt)
   if #r == 0 then return {}, {}, "timeout" end
   return assoc(r), {}, nil
-end)
+end, "select")
 
 --[[ dns ]]
 
@@ -812,7 +812,7 @@ M.dns.toip = blocking(function(name)
   local list = corun.dns.resolve(name, { family = "inet" })
   if not list or #list == 0 then return nil, "host not found" end
   return list[1].addr, resolveinfo(name, list)
-end)
+end, "toip")
 
 M.dns.tohostname = blocking(function(addr)
   if type(addr) ~= "string" then argerror("tohostname", 1, "string expected") end
@@ -825,7 +825,7 @@ M.dns.tohostname = blocking(function(addr)
   local name = corun.dns.reverse(ip)
   if not name then return nil, "host not found" end
   return name, { name = name, alias = {}, ip = { ip } }
-end)
+end, "tohostname")
 
 -- getaddrinfo(host) -> {{family =, addr =}, ...} | nil, err
 M.dns.getaddrinfo = blocking(function(host)
@@ -835,7 +835,7 @@ M.dns.getaddrinfo = blocking(function(host)
   local r = {}
   for i, a in ipairs(list) do r[i] = { family = a.family, addr = a.addr } end
   return r
-end)
+end, "getaddrinfo")
 
 -- getnameinfo(host) -> {name, ...} | nil, err
 M.dns.getnameinfo = blocking(function(host)
@@ -849,7 +849,7 @@ M.dns.getnameinfo = blocking(function(host)
   local name, err = corun.dns.reverse(ip)
   if not name then return nil, lserr(err) end
   return { name }
-end)
+end, "getnameinfo")
 
 function M.dns.gethostname()
   local name, err = core.gethostname()

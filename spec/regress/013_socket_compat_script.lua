@@ -1,11 +1,14 @@
 -- spec/regress/013_socket_compat_script.lua: one sequence of LuaSocket
 -- calls whose results are printed with their Lua types; run by
 -- 013_socket_compat_spec.lua once with the real LuaSocket (arg[1] ==
--- "real") and once with corun.socket, outside any task (blocking, as
--- LuaSocket), and the two outputs compared.
-local socket
+-- "real") and once with corun.socket inside a corun task, and the two
+-- outputs compared.
+local socket, corun
 if arg[1] == "real" then socket = require "socket"
-else socket = require("corun").socket end
+else
+  corun = require "corun"
+  socket = corun.socket
+end
 local function show(label, ...)
   local t = table.pack(...)
   local parts = {}
@@ -19,6 +22,7 @@ local function show(label, ...)
   end
   print(label, table.concat(parts, " "))
 end
+local function body()
 local srv = assert(socket.bind("127.0.0.1", 0))
 local _, port = srv:getsockname()
 show("getsockname", srv:getsockname())
@@ -90,3 +94,6 @@ show("gettime", math.type(socket.gettime()))
 show("sleep", socket.sleep(0.01))
 show("skip", socket.skip(1, "a", "b"))
 show("protect", socket.protect(function() socket.try(nil, "boom") end)())
+end
+
+if corun then corun.run(body) else body() end

@@ -455,16 +455,22 @@ describe("corun.socket helpers", function()
     assert.same(before, package.loaded.socket)
   end)
 
-  it("outside a task each call blocks like LuaSocket", function()
-    local srv = assert(socket.bind("127.0.0.1", 0))
+  it("outside a task, calls that wait say that they need a task", function()
+    local srv = assert(socket.bind("127.0.0.1", 0))   -- does not wait
     local _, port = srv:getsockname()
-    local c = assert(socket.connect("127.0.0.1", port))
-    local a = assert(srv:accept())
-    assert.same(6, c:send("plain\n"))
-    assert.same("plain", (a:receive()))
-    a:settimeout(0.05)
-    assert.same(both(nil, "timeout", ""), both(a:receive()))
-    socket.sleep(0.01)
-    for _, s in ipairs {c, a, srv} do s:close() end
+    helper.raises("'connect' must be called from inside a task",
+                  socket.connect, "127.0.0.1", port)
+    helper.raises("'accept' must be called from inside a task", srv.accept, srv)
+    helper.raises("'select' must be called from inside a task",
+                  socket.select, {srv}, nil, 0)
+    helper.raises("'toip' must be called from inside a task",
+                  socket.dns.toip, "localhost")
+    helper.raises("'sleep' must be called from inside a task", socket.sleep, 0)
+    local u = socket.udp()
+    assert.same(1, u:setsockname("127.0.0.1", 0))       -- numeric: no wait
+    helper.raises("'receive' must be called from inside a task", u.receive, u)
+    u:close()
+    srv:close()
+    assert.is_number(socket.gettime())
   end)
 end)
