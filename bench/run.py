@@ -11,7 +11,7 @@ separate child process reaped with os.wait4 (its ru_maxrss is the fallback
 peak RSS, see peak_rss). Each script prints one line such as
 `RESULT spawn rate=812345.6 seconds=0.246 n=200000 peak_kb=61234`.
 
-Server workloads (echo) compare with Node.js instead of the limit: their
+Server workloads (echo, udp) compare with Node.js instead of the limit: their
 row has the columns corun, node, asyncio, and each run is
 `python3 NAME_driver.py IMPL`, which starts the server NAME_corun.lua,
 NAME_node.js or NAME_asyncio.py as its own process, runs the shared load
@@ -26,7 +26,7 @@ Usage: python3 bench/run.py [--runs 3] [--only spawn,timers] [--scale 0.1]
                             [--impls corun,limit] [--check] [-v]
 Environment: CORUN (runner; default build/corun, else build/bin/corun),
 LUA (default lua5.4), PYTHON (default python3), NODE (default node), CC
-(default cc; builds echo's client and bench/physical.c), BENCH_SCALE (multiplier for every N,
+(default cc; builds the echo and udp clients and bench/physical.c), BENCH_SCALE (multiplier for every N,
 default 1).
 
 To add a workload: write the three scripts and append a Workload to
@@ -147,6 +147,10 @@ WORKLOADS = [
              checks=[ratio_at_least("limit", 3.0),
                      ratio_at_least("asyncio", 10.0)]),
     Workload("echo", "rate", "round trips/s", baseline="node",
+             checks=[ratio_at_least("node", 1.0)]),
+    # UDP: corun.udp against Node's dgram, one C load generator for both
+    # (no asyncio script: n/a).
+    Workload("udp", "rate", "round trips/s", baseline="node",
              checks=[ratio_at_least("node", 1.0)]),
     # Threads: corun only (no limit or asyncio scripts, so those show n/a).
     Workload("channel", "rate", "messages/s",

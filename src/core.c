@@ -56,6 +56,9 @@ LUA_API int luaopen_corun_core(lua_State *L) {
   cr_stream_open_lib(L);
   cr_process_open_lib(L);
   cr_inspect_open_lib(L);
+  cr_dns_open_lib(L);
+  cr_udp_open_lib(L);
+  cr_sockopt_open_lib(L);
 #ifdef CORUN_REDIS
   cr_redis_open_lib(L);
 #endif

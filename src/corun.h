@@ -413,4 +413,33 @@ void cr_setfuncs(lua_State *L, const luaL_Reg *l, int loopidx);
 void cr_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                  const luaL_Reg *methods, int loopidx);
 
+/* {=================================================================
+** dns.c, udp.c, sockopt.c (issue 13: the network ecosystem)
+** ================================================================== */
+
+/* dns.c */
+int cr_dns_pusherror(lua_State *L, int e);  /* nil, "ENAME: msg", "ENAME" */
+int cr_dns_getaddrinfo(lua_State *L, cr_loop *lp, const char *fname,
+                       const char *host, const char *service, int family,
+                       int socktype, int flags, double timeout,
+                       lua_KFunction k);
+struct addrinfo *cr_dns_result(lua_State *L, lua_KContext ctx, int *err);
+void cr_dns_pushaddr(lua_State *L, const struct sockaddr *sa, int *port);
+int cr_dns_numeric(const char *host, int port, struct sockaddr_storage *ss);
+const char *cr_dns_checkstring(lua_State *L, int arg, const char *fname);
+void cr_dns_open_lib(lua_State *L);
+
+/* udp.c */
+void cr_udp_open_lib(lua_State *L);
+
+/* stream.c, for sockopt.c */
+uv_stream_t *cr_stream_handle(lua_State *L, int idx);
+size_t cr_stream_buffered(lua_State *L, int idx);
+void cr_stream_take(lua_State *L, int idx, size_t max);
+
+/* sockopt.c */
+void cr_sockopt_open_lib(lua_State *L);
+
+/* }================================================================= */
+
 #endif

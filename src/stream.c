@@ -498,6 +498,33 @@ cr_stream *cr_stream_push(lua_State *L, cr_loop *lp, uv_stream_t *h) {
   return s;
 }
 
+/* For other files (sockopt.c): the stream at 'idx' (NULL if it is not
+** one), its libuv handle (NULL once closed), and its buffered bytes. */
+static cr_stream *tostream(lua_State *L, int idx) {
+  return cr_testobj(L, idx, cr_stream, CR_STREAM_MAGIC);
+}
+
+uv_stream_t *cr_stream_handle(lua_State *L, int idx) {
+  cr_stream *s = tostream(L, idx);
+  return s != NULL && !s->closed ? s->h : NULL;
+}
+
+size_t cr_stream_buffered(lua_State *L, int idx) {
+  cr_stream *s = tostream(L, idx);
+  return s != NULL ? s->len - s->pos : 0;
+}
+
+/* Push (and consume) up to 'max' buffered bytes of the stream at 'idx'. */
+void cr_stream_take(lua_State *L, int idx, size_t max) {
+  cr_stream *s = tostream(L, idx);
+  size_t avail = s != NULL ? s->len - s->pos : 0;
+  if (avail == 0) {
+    lua_pushliteral(L, "");
+    return;
+  }
+  consume(L, s, avail < max ? avail : max, 0);
+}
+
 /* }================================================================= */
 
 
@@ -812,15 +839,15 @@ static int server_gc(lua_State *L) {
   return 0;
 }
 
-/* A socket bound to 'ai' and listening: the fd, or a libuv error. */
-static int listen_socket(const struct addrinfo *ai, int backlog) {
-  int on = 1, fd = socket(ai->ai_family,
-                          ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                          ai->ai_protocol);
+/* A socket bound to 'addr' and listening: the fd, or a libuv error. */
+static int listen_socket(const struct sockaddr *addr, int backlog) {
+  socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+  int on = 1, fd = socket(addr->sa_family,
+                          SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return uv_translate_sys_error(errno);
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-      listen(fd, backlog) != 0) {
+  if (bind(fd, addr, len) != 0 || listen(fd, backlog) != 0) {
     int err = uv_translate_sys_error(errno);
     close(fd);
     return err;
@@ -828,55 +855,24 @@ static int listen_socket(const struct addrinfo *ai, int backlog) {
   return fd;
 }
 
-/* tcp.listen(host, port, handler, [opts]) -> server | nil, err */
-static int tcp_listen(lua_State *L) {
-  cr_loop *lp = cr_loop_get(L);
-  const char *host = luaL_checkstring(L, 1);
-  lua_Integer port = luaL_checkinteger(L, 2);
-  int backlog = 511, r;
-  struct addrinfo hints, *res = NULL;
-  struct sockaddr_storage name;
-  socklen_t namelen = sizeof name;
-  cr_server *sv;
-  uv_getaddrinfo_t req;
-  char service[16];
-  if (port < 0 || port >= 65536)
-    cr_argerror(L, 2, "listen", "port must be 0..65535");
-  if (!lua_isfunction(L, 3)) cr_argerror(L, 3, "listen", "function expected");
-  sv = (cr_server *)lua_newuserdatauv(L, sizeof *sv, 3);
-  memset(sv, 0, sizeof *sv);
-  sv->fd = -1;
-  sv->ref = LUA_NOREF;
-  sv->loop = lp;
-  luaL_setmetatable(L, CR_SERVER_MT);
-  lua_pushvalue(L, 3);
-  lua_setiuservalue(L, -2, 1);
-  lua_createtable(L, 0, 0);  /* the handlers' tasks: weak keys */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_setiuservalue(L, -2, 2);
+static int listen_backlog(lua_State *L) {
+  int backlog = 511;
   if (lua_istable(L, 4)) {
     lua_getfield(L, 4, "backlog");
     backlog = (int)luaL_optinteger(L, -1, 511);
     lua_pop(L, 1);
-    if (lua_getfield(L, 4, "on_error") != LUA_TNIL &&
-        !lua_isfunction(L, -1) && !luaL_getmetafield(L, -1, "__call"))
-      cr_argerror(L, 4, "listen", "on_error must be a function");
-    lua_settop(L, 6);
-    lua_setiuservalue(L, 5, 3);  /* sv (5) is on top again */
   }
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  snprintf(service, sizeof service, "%d", (int)port);
-  r = uv_getaddrinfo(&lp->uv, &req, NULL, host, service, &hints);
-  if (r != 0) return cr_pusherror(L, r);
-  res = req.addrinfo;
-  r = listen_socket(res, backlog);
-  uv_freeaddrinfo(res);
+  return backlog;
+}
+
+/* Bind the server (at the top) to 'addr', listen and watch the socket:
+** 1 result pushed (the server, or nil, err). */
+static int listen_on(lua_State *L, cr_server *sv, const struct sockaddr *addr,
+                     int backlog) {
+  cr_loop *lp = sv->loop;
+  struct sockaddr_storage name;
+  socklen_t namelen = sizeof name;
+  int r = listen_socket(addr, backlog);
   if (r < 0) return cr_pusherror(L, r);
   sv->fd = r;
   if (getsockname(sv->fd, (struct sockaddr *)&name, &namelen) != 0) {
@@ -913,6 +909,76 @@ static int tcp_listen(lua_State *L) {
     uv_ip4_name((struct sockaddr_in *)&name, sv->host, sizeof sv->host);
   sv->ref = cr_loop_anchor(L, lp, CR_LUV_HANDLES, -1);
   return 1;
+}
+
+/* The name was resolved on the thread pool (the frame is [host, port,
+** handler, opts, server]). */
+static int listen_k(lua_State *L, int status, lua_KContext ctx) {
+  int err, r;
+  struct addrinfo *res = cr_dns_result(L, ctx, &err);
+  (void)status;
+  if (res == NULL) return cr_pusherror(L, err);
+  lua_settop(L, 5);
+  r = listen_on(L, (cr_server *)lua_touserdata(L, 5), res->ai_addr,
+                listen_backlog(L));
+  uv_freeaddrinfo(res);
+  return r;
+}
+
+/* tcp.listen(host, port, handler, [opts]) -> server | nil, err. A numeric
+** address binds at once; a name is resolved on the thread pool while the
+** calling task waits (outside a task, synchronously: nothing else runs). */
+static int tcp_listen(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  int backlog, r;
+  struct addrinfo hints;
+  struct sockaddr_storage ss;
+  cr_server *sv;
+  uv_getaddrinfo_t req;
+  char service[16];
+  if (port < 0 || port >= 65536)
+    cr_argerror(L, 2, "listen", "port must be 0..65535");
+  if (!lua_isfunction(L, 3)) cr_argerror(L, 3, "listen", "function expected");
+  backlog = listen_backlog(L);
+  lua_settop(L, 4);
+  sv = (cr_server *)lua_newuserdatauv(L, sizeof *sv, 3);
+  memset(sv, 0, sizeof *sv);
+  sv->fd = -1;
+  sv->ref = LUA_NOREF;
+  sv->loop = lp;
+  luaL_setmetatable(L, CR_SERVER_MT);
+  lua_pushvalue(L, 3);
+  lua_setiuservalue(L, -2, 1);
+  lua_createtable(L, 0, 0);  /* the handlers' tasks: weak keys */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setiuservalue(L, -2, 2);
+  if (lua_istable(L, 4)) {
+    if (lua_getfield(L, 4, "on_error") != LUA_TNIL &&
+        !lua_isfunction(L, -1) && !luaL_getmetafield(L, -1, "__call"))
+      cr_argerror(L, 4, "listen", "on_error must be a function");
+    lua_settop(L, 6);
+    lua_setiuservalue(L, 5, 3);  /* sv (5) is on top again */
+  }
+  if (cr_dns_numeric(host, (int)port, &ss) == 0)
+    return listen_on(L, sv, (struct sockaddr *)&ss, backlog);
+  snprintf(service, sizeof service, "%d", (int)port);
+  if (lp->current != NULL && lp->current->co == L && lua_isyieldable(L))
+    return cr_dns_getaddrinfo(L, lp, "listen", host, service, AF_UNSPEC,
+                              SOCK_STREAM, AI_PASSIVE, -1, listen_k);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  r = uv_getaddrinfo(&lp->uv, &req, NULL, host, service, &hints);
+  if (r != 0) return cr_pusherror(L, r);
+  r = listen_on(L, sv, req.addrinfo->ai_addr, backlog);
+  uv_freeaddrinfo(req.addrinfo);
+  return r;
 }
 
 /* {=================================================================

@@ -573,7 +573,7 @@ local stdio = { stdin = { 0, io.stdin }, stdout = { 1, io.stdout },
                 stderr = { 2, io.stderr } }
 -- Optional parts load on first use: corun may be built without hiredis,
 -- and then only code that uses Redis hears about it.
-local lazy = { redis = "corun.redis" }
+local lazy = { redis = "corun.redis", socket = "corun.socket" }
 
 setmetatable(corun, { __index = function(t, k)
   local name = lazy[k]
@@ -628,6 +628,8 @@ function corun.process.run(cmd, args, opts)
 end
 
 corun.fs = core.fs
+corun.dns = core.dns
+corun.udp = core.udp
 corun.signal = core.signal
 
 --[[ limiters, rates, broadcast and watch (composed in their own files) ]]
