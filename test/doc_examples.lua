@@ -8,7 +8,8 @@
 -- note set off by two spaces, `--> true  (the writer waited)`, which is not
 -- compared; `--> ...` and a `--  ...` line (a continuation of the output
 -- above it) stand for any number of lines, and `...` inside a line for
--- any text. A first line `-- NAME.lua` (a comment naming the script) makes
+-- any text, and a placeholder in angle brackets (`<port>`) any one word.
+-- A first line `-- NAME.lua` (a comment naming the script) makes
 -- it run as NAME.lua in a directory of its own, so that tracebacks show
 -- that name. Blocks that cannot run alone
 -- are fenced ```lua no-check. Prints "ok - file:line" or
@@ -74,12 +75,16 @@ local function blocks(path)
   return checked
 end
 
--- Does actual line a match expected line e ("..." matches any text)?
+-- Does actual line a match expected line e ("..." matches any text, and
+-- a placeholder such as <port> any one word)?
 local function same(a, e)
   a = norm(a)
-  if not e:find("...", 1, true) then return a == e end
-  local pat = "^" .. e:gsub("%p", "%%%0"):gsub("%%%.%%%.%%%.", ".-") .. "$"
-  return a:match(pat) ~= nil
+  if not e:find("...", 1, true) and not e:find("<[^%s<>][^<>]*>") then
+    return a == e
+  end
+  local pat = e:gsub("<[^%s<>][^<>]*>", "\1"):gsub("%p", "%%%0")
+  pat = pat:gsub("%%%.%%%.%%%.", ".-"):gsub("\1", "%%S+")
+  return a:match("^" .. pat .. "$") ~= nil
 end
 
 -- Does actual[i..] match expect[j..]?
