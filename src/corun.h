@@ -337,4 +337,17 @@ void cr_setfuncs(lua_State *L, const luaL_Reg *l, int loopidx);
 void cr_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                  const luaL_Reg *methods, int loopidx);
 
+/* {=================================================================
+** HTTP and TLS (issue 12)
+** ================================================================== */
+
+/* tls.c (built with CORUN_TLS) */
+void cr_tls_open_lib(lua_State *L);
+
+/* http_client.c, http_server.c (built with CORUN_HTTP) */
+void cr_http_client_open_lib(lua_State *L);
+void cr_http_server_open_lib(lua_State *L);
+
+/* }================================================================= */
+
 #endif

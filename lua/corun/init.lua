@@ -334,11 +334,14 @@ function corun.tcp.listen(host, port, handler, opts)
     return handler(stream)
   end, opts)
 end
--- corun.redis loads on first use: corun may be built without hiredis, and
--- then only code that uses Redis hears about it.
+-- corun.redis, corun.tls and corun.http load on first use: corun may be
+-- built without hiredis, OpenSSL or libcurl, and then only code that uses
+-- them hears about it.
+local lazy = { redis = "corun.redis", tls = "corun.tls", http = "corun.http" }
 setmetatable(corun, {__index = function(t, k)
-  if k == "redis" then
-    local m = require "corun.redis"
+  local name = lazy[k]
+  if name then
+    local m = require(name)
     rawset(t, k, m)
     return m
   end
