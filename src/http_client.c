@@ -1,0 +1,496 @@
+/*
+** http_client.c
+** The HTTP client of corun.http: libcurl's multi-socket interface driven
+** by the loop.
+**
+** Each loop has one multi handle (created on first use, kept in a
+** userdata under a registry key), so connections are cached and reused
+** across tasks (keep-alive) and HTTP/2 is multiplexed where the server
+** offers it. libcurl tells which sockets to watch (a uv_poll per socket)
+** and when to call it back (one uv timer), as its own libuv example does.
+** A request (creq) is malloc'd; its task parks until the transfer is done
+** (curl_multi_info_read), then builds the result and frees it. A task that
+** gives up (timeout, cancel) removes its easy handle at once: the transfer
+** is aborted and freed in its continuation, never inside a curl callback.
+** Idle cached connections and the timer do not keep the loop alive: they
+** are referenced only while a transfer is in progress.
+** Failures: nil, "ECURL_<NAME>: message", "ECURL_<NAME>".
+*/
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "corun.h"
+
+#define CR_CURL_MT "corun.http_multi"
+
+typedef struct cr_curl {
+  cr_loop *loop;
+  CURLM *multi;               /* owned: curl_multi_cleanup in __gc */
+  uv_timer_t *timer;          /* owned: freed in its close callback */
+  cr_list socks;              /* csock: the sockets watched */
+  cr_list reqs;               /* creq: transfers added to 'multi' */
+  int active;                 /* transfers in progress */
+} cr_curl;
+
+typedef struct csock {
+  uv_poll_t poll;             /* freed with the csock in its close cb */
+  cr_list node;               /* in cr_curl.socks */
+  curl_socket_t fd;
+  cr_curl *cm;
+} csock;
+
+typedef struct cbuf {
+  char *p;                    /* owned */
+  size_t len, cap;
+} cbuf;
+
+typedef struct creq {
+  cr_list node;               /* in cr_curl.reqs while added */
+  cr_list waiters;            /* the requesting task */
+  cr_curl *cm;
+  CURL *easy;                 /* owned */
+  struct curl_slist *hdrs;    /* owned: request headers */
+  struct curl_slist *resolve; /* owned: "host:port:address" overrides */
+  cbuf head, body;            /* owned: the last response's headers, body */
+  size_t max_body;            /* 0: no limit */
+  int done;                   /* the transfer finished with 'result' */
+  int toolarge;               /* the body exceeded max_body */
+  CURLcode result;
+  char errbuf[CURL_ERROR_SIZE];
+} creq;
+
+static const char curl_key = 0;  /* registry key of this state's cr_curl */
+
+/* {=================================================================
+** Errors
+** ================================================================== */
+
+#define CODE(n) [CURLE_##n] = #n
+static const char *const codenames[CURL_LAST] = {
+  CODE(UNSUPPORTED_PROTOCOL), CODE(FAILED_INIT), CODE(URL_MALFORMAT),
+  CODE(NOT_BUILT_IN), CODE(COULDNT_RESOLVE_PROXY), CODE(COULDNT_RESOLVE_HOST),
+  CODE(COULDNT_CONNECT), CODE(WEIRD_SERVER_REPLY), CODE(REMOTE_ACCESS_DENIED),
+  CODE(HTTP2), CODE(PARTIAL_FILE), CODE(HTTP_RETURNED_ERROR),
+  CODE(WRITE_ERROR), CODE(UPLOAD_FAILED), CODE(READ_ERROR),
+  CODE(OUT_OF_MEMORY), CODE(OPERATION_TIMEDOUT), CODE(RANGE_ERROR),
+  CODE(HTTP_POST_ERROR), CODE(SSL_CONNECT_ERROR), CODE(BAD_DOWNLOAD_RESUME),
+  CODE(FUNCTION_NOT_FOUND), CODE(ABORTED_BY_CALLBACK),
+  CODE(BAD_FUNCTION_ARGUMENT), CODE(INTERFACE_FAILED),
+  CODE(TOO_MANY_REDIRECTS), CODE(UNKNOWN_OPTION), CODE(SETOPT_OPTION_SYNTAX),
+  CODE(GOT_NOTHING), CODE(SSL_ENGINE_NOTFOUND), CODE(SSL_ENGINE_SETFAILED),
+  CODE(SEND_ERROR), CODE(RECV_ERROR), CODE(SSL_CERTPROBLEM),
+  CODE(SSL_CIPHER), CODE(PEER_FAILED_VERIFICATION), CODE(BAD_CONTENT_ENCODING),
+  CODE(FILESIZE_EXCEEDED), CODE(USE_SSL_FAILED), CODE(SEND_FAIL_REWIND),
+  CODE(SSL_ENGINE_INITFAILED), CODE(LOGIN_DENIED), CODE(SSL_CACERT_BADFILE),
+  CODE(SSL_SHUTDOWN_FAILED), CODE(AGAIN), CODE(SSL_CRL_BADFILE),
+  CODE(SSL_ISSUER_ERROR), CODE(CHUNK_FAILED), CODE(NO_CONNECTION_AVAILABLE),
+  CODE(SSL_PINNEDPUBKEYNOTMATCH), CODE(SSL_INVALIDCERTSTATUS),
+  CODE(HTTP2_STREAM), CODE(RECURSIVE_API_CALL), CODE(AUTH_ERROR),
+  CODE(HTTP3), CODE(QUIC_CONNECT_ERROR), CODE(PROXY),
+  CODE(SSL_CLIENTCERT), CODE(UNRECOVERABLE_POLL),
+};
+#undef CODE
+
+/* Push nil, "ECURL_<NAME>: message", "ECURL_<NAME>"; returns 3. */
+static int curlerror(lua_State *L, CURLcode c, const char *detail) {
+  const char *name = (unsigned)c < CURL_LAST ? codenames[c] : NULL;
+  lua_pushnil(L);
+  if (name != NULL) lua_pushfstring(L, "ECURL_%s", name);
+  else lua_pushfstring(L, "ECURL_%d", (int)c);
+  lua_pushfstring(L, "%s: %s", lua_tostring(L, -1),
+                  detail != NULL && *detail ? detail : curl_easy_strerror(c));
+  lua_insert(L, -2);
+  return 3;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** The loop glue: sockets, the timer, completions
+** ================================================================== */
+
+/* Reference the timer and the sockets only while transfers run. */
+static void keepalive(cr_curl *cm) {
+  cr_list *n;
+  void (*f)(uv_handle_t *) = cm->active > 0 ? uv_ref : uv_unref;
+  f((uv_handle_t *)cm->timer);
+  for (n = cm->socks.next; n != &cm->socks; n = n->next)
+    f((uv_handle_t *)&cr_container_of(n, csock, node)->poll);
+}
+
+/* Returns 1 when a task was woken. */
+static int finish(creq *q, CURLcode result) {
+  cr_curl *cm = q->cm;
+  q->done = 1;
+  q->result = result;
+  curl_multi_remove_handle(cm->multi, q->easy);
+  cr_list_remove(&q->node);
+  cm->active--;
+  if (cr_list_empty(&q->waiters)) return 0;
+  cr_task_wake(cr_container_of(cr_list_head(&q->waiters), cr_task, wnode),
+               CR_OK);
+  return 1;
+}
+
+/* Hand finished transfers to their tasks; returns how many were woken. */
+static int completions(cr_curl *cm) {
+  CURLMsg *m;
+  int left, woken = 0;
+  while ((m = curl_multi_info_read(cm->multi, &left)) != NULL) {
+    creq *q = NULL;
+    if (m->msg != CURLMSG_DONE) continue;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&q);
+    if (q != NULL) woken += finish(q, m->data.result);
+  }
+  keepalive(cm);
+  return woken;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  csock *s = (csock *)h->data;
+  cr_curl *cm = s->cm;
+  int flags = 0, running;
+  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  curl_multi_socket_action(cm->multi, s->fd, flags, &running);
+  completions(cm);
+}
+
+static void on_timer(uv_timer_t *t) {
+  cr_curl *cm = (cr_curl *)t->data;
+  int running;
+  curl_multi_socket_action(cm->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  /* libuv runs timers before it polls: without this, uv_run(UV_RUN_ONCE)
+  ** would go on to block for I/O while the woken tasks wait to run */
+  if (completions(cm) > 0) uv_stop(&cm->loop->uv);
+}
+
+static int timerfunc(CURLM *multi, long ms, void *p) {
+  cr_curl *cm = (cr_curl *)p;
+  (void)multi;
+  if (ms < 0) uv_timer_stop(cm->timer);
+  else uv_timer_start(cm->timer, on_timer, (uint64_t)ms, 0);
+  return 0;
+}
+
+static void on_sock_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static int sockfunc(CURL *easy, curl_socket_t fd, int what, void *p,
+                    void *sockp) {
+  cr_curl *cm = (cr_curl *)p;
+  csock *s = (csock *)sockp;
+  int events = 0;
+  (void)easy;
+  if (what == CURL_POLL_REMOVE) {
+    if (s != NULL) {
+      curl_multi_assign(cm->multi, fd, NULL);
+      cr_list_remove(&s->node);
+      uv_poll_stop(&s->poll);
+      uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+    }
+    return 0;
+  }
+  if (s == NULL) {
+    if ((s = (csock *)calloc(1, sizeof *s)) == NULL) return -1;
+    if (uv_poll_init_socket(&cm->loop->uv, &s->poll, fd) != 0) {
+      free(s);
+      return -1;
+    }
+    s->poll.data = s;
+    s->fd = fd;
+    s->cm = cm;
+    cr_list_push(&cm->socks, &s->node);
+    if (cm->active == 0) uv_unref((uv_handle_t *)&s->poll);
+    curl_multi_assign(cm->multi, fd, s);
+  }
+  if (what & CURL_POLL_IN) events |= UV_READABLE;
+  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  uv_poll_start(&s->poll, events, on_poll);
+  return 0;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  free(h);
+}
+
+static void freereq(creq *q) {
+  if (q->easy != NULL) curl_easy_cleanup(q->easy);
+  curl_slist_free_all(q->hdrs);
+  curl_slist_free_all(q->resolve);
+  free(q->head.p);
+  free(q->body.p);
+  free(q);
+}
+
+static int multi_gc(lua_State *L) {
+  cr_curl *cm = (cr_curl *)lua_touserdata(L, 1);
+  if (cm->multi == NULL) return 0;
+  while (!cr_list_empty(&cm->reqs)) {  /* tasks that never came back */
+    creq *q = cr_container_of(cr_list_head(&cm->reqs), creq, node);
+    curl_multi_remove_handle(cm->multi, q->easy);
+    cr_list_remove(&q->node);
+    freereq(q);
+  }
+  curl_multi_cleanup(cm->multi);  /* closes cached connections: REMOVEs */
+  cm->multi = NULL;
+  while (!cr_list_empty(&cm->socks)) {
+    csock *s = cr_container_of(cr_list_head(&cm->socks), csock, node);
+    cr_list_remove(&s->node);
+    uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+  }
+  uv_close((uv_handle_t *)cm->timer, on_timer_closed);
+  return 0;
+}
+
+/* This state's multi handle, created on first use. */
+static cr_curl *getmulti(lua_State *L) {
+  cr_curl *cm;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &curl_key) == LUA_TUSERDATA) {
+    cm = (cr_curl *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return cm;
+  }
+  lua_pop(L, 1);
+  cm = (cr_curl *)lua_newuserdatauv(L, sizeof *cm, 0);
+  memset(cm, 0, sizeof *cm);
+  cr_list_init(&cm->socks);
+  cr_list_init(&cm->reqs);
+  cm->loop = cr_loop_get(L);
+  cm->timer = (uv_timer_t *)malloc(sizeof *cm->timer);
+  if (cm->timer == NULL || (cm->multi = curl_multi_init()) == NULL) {
+    free(cm->timer);
+    luaL_error(L, "http: cannot create a curl multi handle");
+  }
+  luaL_setmetatable(L, CR_CURL_MT);  /* from here __gc cleans up */
+  uv_timer_init(&cm->loop->uv, cm->timer);
+  cm->timer->data = cm;
+  uv_unref((uv_handle_t *)cm->timer);
+  curl_multi_setopt(cm->multi, CURLMOPT_SOCKETFUNCTION, sockfunc);
+  curl_multi_setopt(cm->multi, CURLMOPT_SOCKETDATA, cm);
+  curl_multi_setopt(cm->multi, CURLMOPT_TIMERFUNCTION, timerfunc);
+  curl_multi_setopt(cm->multi, CURLMOPT_TIMERDATA, cm);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &curl_key);
+  return cm;
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** Requests
+** ================================================================== */
+
+static int bufadd(cbuf *b, const char *p, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 1024;
+    char *np;
+    while (cap < b->len + n) cap *= 2;
+    if ((np = (char *)realloc(b->p, cap)) == NULL) return -1;
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+  creq *q = (creq *)ud;
+  n *= size;
+  if (q->max_body > 0 && q->body.len + n > q->max_body) {
+    q->toolarge = 1;
+    return 0;  /* aborts with CURLE_WRITE_ERROR */
+  }
+  return bufadd(&q->body, p, n) == 0 ? n : 0;
+}
+
+/* Keep the header lines of the last response only (after redirects, an
+** interim 1xx, a proxy's CONNECT). */
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  creq *q = (creq *)ud;
+  n *= size;
+  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) q->head.len = 0;
+  return bufadd(&q->head, p, n) == 0 ? n : 0;
+}
+
+/* Field 'k' of the options at 1 (pushed). */
+static int field(lua_State *L, const char *k) {
+  return lua_getfield(L, 1, k);
+}
+
+static const char *strfield(lua_State *L, const char *k) {
+  const char *s;
+  field(L, k);
+  s = lua_tostring(L, -1);
+  lua_pop(L, 1);  /* still referenced by the options table */
+  return s;
+}
+
+static int setup(lua_State *L, creq *q) {
+  CURL *e = q->easy;
+  const char *s;
+  size_t len;
+  lua_Integer i, n;
+  curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)q);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "corun/0.1");
+  curl_easy_setopt(e, CURLOPT_URL, strfield(L, "url"));
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  s = strfield(L, "method");
+  field(L, "body");
+  if (!lua_isnil(L, -1)) {
+    const char *b = lua_tolstring(L, -1, &len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, b);
+  }
+  if (s != NULL && strcmp(s, "GET") != 0 &&
+      !(strcmp(s, "POST") == 0 && !lua_isnil(L, -1))) {
+    if (strcmp(s, "HEAD") == 0) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    else curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, s);
+  }
+  lua_pop(L, 1);
+  field(L, "headers");  /* a list of "Name: value" lines */
+  n = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
+  for (i = 1; i <= n; i++) {
+    struct curl_slist *l;
+    lua_rawgeti(L, -1, i);
+    l = curl_slist_append(q->hdrs, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (l == NULL) return -1;
+    q->hdrs = l;
+  }
+  lua_pop(L, 1);
+  if (q->hdrs != NULL) curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->hdrs);
+  field(L, "timeout");
+  if (lua_isnumber(L, -1))
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(lua_tonumber(L, -1) * 1000));
+  field(L, "connect_timeout");
+  if (lua_isnumber(L, -1))
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(lua_tonumber(L, -1) * 1000));
+  field(L, "follow");
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)lua_toboolean(L, -1));
+  field(L, "max_redirects");
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)luaL_optinteger(L, -1, 10));
+  field(L, "verify");
+  if (lua_toboolean(L, -1) == 0 && !lua_isnil(L, -1)) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  field(L, "max_body");
+  q->max_body = (size_t)luaL_optinteger(L, -1, 0);
+  lua_pop(L, 5);
+  if ((s = strfield(L, "resolve")) != NULL) {
+    if ((q->resolve = curl_slist_append(NULL, s)) == NULL) return -1;
+    curl_easy_setopt(e, CURLOPT_RESOLVE, q->resolve);
+  }
+  if ((s = strfield(L, "cafile")) != NULL)
+    curl_easy_setopt(e, CURLOPT_CAINFO, s);
+  if ((s = strfield(L, "cert")) != NULL)
+    curl_easy_setopt(e, CURLOPT_SSLCERT, s);
+  if ((s = strfield(L, "key")) != NULL)
+    curl_easy_setopt(e, CURLOPT_SSLKEY, s);
+  return 0;
+}
+
+/* Push the results: status, raw header lines, body, effective URL. */
+static int results(lua_State *L, creq *q) {
+  long status = 0;
+  char *url = NULL;
+  curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(q->easy, CURLINFO_EFFECTIVE_URL, &url);
+  lua_pushinteger(L, status);
+  lua_pushlstring(L, q->head.p != NULL ? q->head.p : "", q->head.len);
+  lua_pushlstring(L, q->body.p != NULL ? q->body.p : "", q->body.len);
+  lua_pushstring(L, url);
+  return 4;
+}
+
+static int request_k(lua_State *L, int status, lua_KContext ctx) {
+  creq *q = (creq *)ctx;
+  cr_task *me = q->cm->loop->current;
+  int n;
+  (void)status;
+  if (!q->done) {  /* timed out or cancelled: abort the transfer now */
+    cr_curl *cm = q->cm;
+    curl_multi_remove_handle(cm->multi, q->easy);
+    cr_list_remove(&q->node);
+    cm->active--;
+    keepalive(cm);
+    freereq(q);
+    cr_task_outcome(L, me);  /* raises Cancelled */
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (q->toolarge)
+    n = curlerror(L, CURLE_FILESIZE_EXCEEDED, "response body too large");
+  else if (q->result != CURLE_OK)
+    n = curlerror(L, q->result, q->errbuf);
+  else
+    n = results(L, q);
+  freereq(q);
+  return n;
+}
+
+/* core.http_request{url =, method =, headers = {"K: v", ...}, body =,
+** timeout =, connect_timeout =, follow =, max_redirects =, verify =,
+** cafile =, cert =, key =, max_body =, resolve = "host:port:address"}
+** -> status, header lines, body, url | nil, err, code */
+static int http_request(lua_State *L) {
+  cr_loop *lp = cr_loop_get(L);
+  cr_curl *cm;
+  cr_task *me;
+  creq *q;
+  CURLMcode mc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  me = cr_task_enter(L, lp, "request");
+  cr_task_checkcancel(L, me);
+  cm = getmulti(L);
+  if ((q = (creq *)calloc(1, sizeof *q)) == NULL)
+    return luaL_error(L, "request: not enough memory");
+  cr_list_init(&q->waiters);
+  cr_list_init(&q->node);
+  q->cm = cm;
+  if ((q->easy = curl_easy_init()) == NULL || setup(L, q) != 0) {
+    freereq(q);
+    return curlerror(L, CURLE_OUT_OF_MEMORY, NULL);
+  }
+  if ((mc = curl_multi_add_handle(cm->multi, q->easy)) != CURLM_OK) {
+    freereq(q);
+    return luaL_error(L, "request: %s", curl_multi_strerror(mc));
+  }
+  cr_list_push(&cm->reqs, &q->node);
+  cm->active++;
+  keepalive(cm);
+  return cr_task_park(L, me, &q->waiters, -1, (lua_KContext)q, request_k);
+}
+
+/* }================================================================= */
+
+void cr_http_client_open_lib(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"http_request", http_request}, {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {{"__gc", multi_gc}, {NULL, NULL}};
+  int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  cr_setfuncs(L, funcs, loopidx);
+  luaL_newmetatable(L, CR_CURL_MT);
+  cr_setfuncs(L, meta, loopidx);
+  lua_pop(L, 1);
+}
