@@ -120,6 +120,7 @@ LUA_API int luaopen_corun_core(lua_State *L) {
 #endif
 #ifdef CORUN_HTTP
   cr_http_client_open_lib(L);
+  cr_http_server_open_lib(L);
 #endif
   lua_pushcfunction(L, core_methods);
   lua_setfield(L, -2, "methods");
