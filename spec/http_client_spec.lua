@@ -191,6 +191,48 @@ describe("corun.http client", function()
     assert.matches("wrong.test", err)
   end) end))
 
+  it("stream = true: the body as it arrives, with back-pressure", async(function()
+    local sent, total = 0, 2000 * 10000   -- 20 MB
+    local srv = assert(http.serve("127.0.0.1", 0, function(_, res)
+      local chunk = string.rep("z", 10000)
+      for _ = 1, 2000 do
+        if not res:write(chunk) then return end
+        sent = sent + #chunk
+      end
+    end))
+    local base = "http://127.0.0.1:" .. srv.port
+    local resp = assert(http.get(base .. "/", { stream = true }))
+    assert.equal(200, resp.status)
+    assert.is_nil(resp.body)
+    assert.equal("chunked", resp.headers["transfer-encoding"])
+    corun.sleep(0.3)
+    assert.is_true(sent < total / 2, "the transfer did not pause: " .. sent)
+    local n, chunks = 0, 0
+    for c in resp:iter() do
+      n = n + #c
+      chunks = chunks + 1
+    end
+    assert.equal(total, n)
+    assert.is_true(chunks > 1)
+    assert.equal(total, sent)
+    -- read some, then abandon it: the transfer is aborted
+    resp = assert(http.get(base .. "/", { stream = true }))
+    assert.is_true(#assert(resp:read()) > 0)
+    resp:close()
+    assert.has_error(function() resp:read() end, "the response body is closed")
+    -- a timeout while reading
+    resp = assert(http.get(base .. "/", { stream = true }))
+    local ok, err = pcall(corun.timeout, 0.05, function()
+      for _ in resp:iter() do corun.sleep(0.02) end
+    end)
+    assert.is_false(ok)
+    assert.is_true(corun.is_timeout(err))
+    resp:close()
+    assert.same({ nil, "ECURL_COULDNT_CONNECT" },
+                { select(1, http.get("http://127.0.0.1:1/", { stream = true })), select(3, http.get("http://127.0.0.1:1/", { stream = true })) })
+    srv:close()
+  end))
+
   it("misuse raises", function()
     assert.has_error(function() http.get(1) end, "bad argument #1 to 'get' (url must be a string)")
     assert.has_error(function() http.request("x") end, "bad argument #1 to 'request' (table expected)")

@@ -56,6 +56,9 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     request_queue_size = 2048
 
+    def handle_error(self, request, client_address):
+        pass  # clients that give up (timeouts, cancels) are expected
+
 srv = Server(("127.0.0.1", 0), Handler)
 if len(sys.argv) == 3:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

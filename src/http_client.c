@@ -25,6 +25,8 @@
 #include "corun.h"
 
 #define CR_CURL_MT "corun.http_multi"
+#define CR_XFER_MT "corun.http_transfer"
+#define STREAM_HIGH (64 * 1024)   /* stream: pause above this many bytes */
 
 typedef struct cr_curl {
   cr_loop *loop;
@@ -57,6 +59,10 @@ typedef struct creq {
   cbuf head, body;            /* owned: the last response's headers, body */
   size_t max_body;            /* 0: no limit */
   int done;                   /* the transfer finished with 'result' */
+  int stream;                 /* the body is read through a transfer box */
+  int ready;                  /* stream: the head is in (body under way) */
+  int paused;                 /* stream: on_body paused the transfer */
+  int boxed;                  /* owned by a box (corun.http_transfer) */
   int toolarge;               /* the body exceeded max_body */
   CURLcode result;
   char errbuf[CURL_ERROR_SIZE];
@@ -122,6 +128,13 @@ static void keepalive(cr_curl *cm) {
     f((uv_handle_t *)&cr_container_of(n, csock, node)->poll);
 }
 
+static int wakeone(creq *q) {
+  if (cr_list_empty(&q->waiters)) return 0;
+  cr_task_wake(cr_container_of(cr_list_head(&q->waiters), cr_task, wnode),
+               CR_OK);
+  return 1;
+}
+
 /* Returns 1 when a task was woken. */
 static int finish(creq *q, CURLcode result) {
   cr_curl *cm = q->cm;
@@ -130,10 +143,7 @@ static int finish(creq *q, CURLcode result) {
   curl_multi_remove_handle(cm->multi, q->easy);
   cr_list_remove(&q->node);
   cm->active--;
-  if (cr_list_empty(&q->waiters)) return 0;
-  cr_task_wake(cr_container_of(cr_list_head(&q->waiters), cr_task, wnode),
-               CR_OK);
-  return 1;
+  return wakeone(q);
 }
 
 /* Hand finished transfers to their tasks; returns how many were woken. */
@@ -236,7 +246,13 @@ static int multi_gc(lua_State *L) {
     creq *q = cr_container_of(cr_list_head(&cm->reqs), creq, node);
     curl_multi_remove_handle(cm->multi, q->easy);
     cr_list_remove(&q->node);
-    freereq(q);
+    if (q->boxed) {  /* its box frees it */
+      q->done = 1;
+      q->result = CURLE_ABORTED_BY_CALLBACK;
+      q->cm = NULL;
+    }
+    else
+      freereq(q);
   }
   curl_multi_cleanup(cm->multi);  /* closes cached connections: REMOVEs */
   cm->multi = NULL;
@@ -304,6 +320,16 @@ static int bufadd(cbuf *b, const char *p, size_t n) {
 static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   creq *q = (creq *)ud;
   n *= size;
+  if (q->stream) {
+    if (q->body.len >= STREAM_HIGH) {  /* nobody reads: hold the transfer */
+      q->paused = 1;
+      return CURL_WRITEFUNC_PAUSE;
+    }
+    q->ready = 1;
+    if (bufadd(&q->body, p, n) != 0) return 0;
+    if (wakeone(q)) uv_stop(&q->cm->loop->uv);  /* see on_timer */
+    return n;
+  }
   if (q->max_body > 0 && q->body.len + n > q->max_body) {
     q->toolarge = 1;
     return 0;  /* aborts with CURLE_WRITE_ERROR */
@@ -414,9 +440,25 @@ static int results(lua_State *L, creq *q) {
   curl_easy_getinfo(q->easy, CURLINFO_EFFECTIVE_URL, &url);
   lua_pushinteger(L, status);
   lua_pushlstring(L, q->head.p != NULL ? q->head.p : "", q->head.len);
-  lua_pushlstring(L, q->body.p != NULL ? q->body.p : "", q->body.len);
+  if (!q->stream)
+    lua_pushlstring(L, q->body.p != NULL ? q->body.p : "", q->body.len);
   lua_pushstring(L, url);
+  if (!q->stream) return 4;
+  lua_pushvalue(L, 2);  /* the box */
   return 4;
+}
+
+/* Abort a transfer still in progress (its easy handle leaves the multi
+** handle at once). */
+static void abort_transfer(creq *q) {
+  cr_curl *cm = q->cm;
+  if (q->done || cm == NULL) return;
+  curl_multi_remove_handle(cm->multi, q->easy);
+  cr_list_remove(&q->node);
+  cm->active--;
+  keepalive(cm);
+  q->done = 1;
+  q->result = CURLE_ABORTED_BY_CALLBACK;
 }
 
 static int request_k(lua_State *L, int status, lua_KContext ctx) {
@@ -424,25 +466,25 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = q->cm->loop->current;
   int n;
   (void)status;
+  if (q->stream && me->outcome == CR_OK && !q->done && q->ready)
+    return results(L, q);  /* status, head, url, box: the box reads on */
   if (!q->done) {  /* timed out or cancelled: abort the transfer now */
-    cr_curl *cm = q->cm;
-    curl_multi_remove_handle(cm->multi, q->easy);
-    cr_list_remove(&q->node);
-    cm->active--;
-    keepalive(cm);
-    freereq(q);
+    abort_transfer(q);
+    if (!q->boxed) freereq(q);
     cr_task_outcome(L, me);  /* raises Cancelled */
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
     return 2;
   }
+  if (q->stream && q->toolarge == 0 && q->result == CURLE_OK)
+    return results(L, q);
   if (q->toolarge)
     n = curlerror(L, CURLE_FILESIZE_EXCEEDED, "response body too large");
   else if (q->result != CURLE_OK)
     n = curlerror(L, q->result, q->errbuf);
   else
     n = results(L, q);
-  freereq(q);
+  if (!q->boxed) freereq(q);
   return n;
 }
 
@@ -456,21 +498,35 @@ static int http_request(lua_State *L) {
   cr_task *me;
   creq *q;
   CURLMcode mc;
+  creq **box = NULL;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   me = cr_task_enter(L, lp, "request");
   cr_task_checkcancel(L, me);
   cm = getmulti(L);
+  field(L, "stream");  /* at 2: nil, or the box of a streamed body */
+  if (lua_toboolean(L, 2)) {
+    lua_pop(L, 1);
+    box = (creq **)lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    luaL_setmetatable(L, CR_XFER_MT);
+  }
   if ((q = (creq *)calloc(1, sizeof *q)) == NULL)
     return luaL_error(L, "request: not enough memory");
+  if (box != NULL) {
+    *box = q;
+    q->stream = q->boxed = 1;
+  }
   cr_list_init(&q->waiters);
   cr_list_init(&q->node);
   q->cm = cm;
   if ((q->easy = curl_easy_init()) == NULL || setup(L, q) != 0) {
+    if (box != NULL) *box = NULL;
     freereq(q);
     return curlerror(L, CURLE_OUT_OF_MEMORY, NULL);
   }
   if ((mc = curl_multi_add_handle(cm->multi, q->easy)) != CURLM_OK) {
+    if (box != NULL) *box = NULL;
     freereq(q);
     return luaL_error(L, "request: %s", curl_multi_strerror(mc));
   }
@@ -480,6 +536,75 @@ static int http_request(lua_State *L) {
   return cr_task_park(L, me, &q->waiters, -1, (lua_KContext)q, request_k);
 }
 
+/* {=================================================================
+** Streamed bodies: the box of a transfer still in progress
+** ================================================================== */
+
+static creq *checkxfer(lua_State *L) {
+  creq **box = (creq **)luaL_checkudata(L, 1, CR_XFER_MT);
+  if (*box == NULL) luaL_error(L, "the response body is closed");
+  return *box;
+}
+
+static int xfer_read_k(lua_State *L, int status, lua_KContext ctx);
+
+/* A chunk of body, or nil at its end, or nil, err, code. */
+static int xfer_answer(lua_State *L, creq *q) {
+  if (q->body.len > 0) {
+    lua_pushlstring(L, q->body.p, q->body.len);
+    q->body.len = 0;
+    if (q->paused && !q->done) {
+      q->paused = 0;
+      curl_easy_pause(q->easy, CURLPAUSE_CONT);  /* may deliver more now */
+    }
+    return 1;
+  }
+  if (!q->done) return 0;
+  if (q->toolarge)
+    return curlerror(L, CURLE_FILESIZE_EXCEEDED, "response body too large");
+  if (q->result != CURLE_OK) return curlerror(L, q->result, q->errbuf);
+  lua_pushnil(L);
+  return 1;
+}
+
+/* xfer:read([timeout]) -> chunk | nil (end) | nil, err, code */
+static int xfer_read(lua_State *L) {
+  creq *q = checkxfer(L);
+  double timeout = cr_opttimeout(L, 2);
+  cr_task *me;
+  int r;
+  if ((r = xfer_answer(L, q)) != 0) return r;
+  me = cr_task_enter(L, q->cm->loop, "read");
+  lua_settop(L, 1);
+  return cr_task_park(L, me, &q->waiters, timeout, 0, xfer_read_k);
+}
+
+static int xfer_read_k(lua_State *L, int status, lua_KContext ctx) {
+  creq *q = checkxfer(L);
+  int r;
+  (void)status; (void)ctx;
+  if (cr_task_outcome(L, q->cm->loop->current) == CR_TIMEOUT) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if ((r = xfer_answer(L, q)) != 0) return r;
+  return cr_task_park(L, q->cm->loop->current, &q->waiters, -1, 0,
+                      xfer_read_k);
+}
+
+/* xfer:close(): abort the transfer if it is still running, free it. */
+static int xfer_close(lua_State *L) {
+  creq **box = (creq **)luaL_checkudata(L, 1, CR_XFER_MT);
+  creq *q = *box;
+  if (q != NULL) {
+    *box = NULL;
+    abort_transfer(q);
+    freereq(q);
+  }
+  return 0;
+}
+
 /* }================================================================= */
 
 void cr_http_client_open_lib(lua_State *L) {
@@ -487,10 +612,17 @@ void cr_http_client_open_lib(lua_State *L) {
     {"http_request", http_request}, {NULL, NULL}
   };
   static const luaL_Reg meta[] = {{"__gc", multi_gc}, {NULL, NULL}};
+  static const luaL_Reg xmeta[] = {
+    {"__gc", xfer_close}, {"__close", xfer_close}, {NULL, NULL}
+  };
+  static const luaL_Reg xmethods[] = {
+    {"read", xfer_read}, {"close", xfer_close}, {NULL, NULL}
+  };
   int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
   curl_global_init(CURL_GLOBAL_DEFAULT);
   cr_setfuncs(L, funcs, loopidx);
   luaL_newmetatable(L, CR_CURL_MT);
   cr_setfuncs(L, meta, loopidx);
   lua_pop(L, 1);
+  cr_newclass(L, CR_XFER_MT, xmeta, xmethods, loopidx);
 }

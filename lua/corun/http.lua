@@ -54,8 +54,20 @@ local Response = {}
 Response.__index = Response
 Response.__name = "corun.http_response"
 
--- for chunk in resp:iter() do ... end: the body in chunks.
+-- for chunk in resp:iter() do ... end: the body in chunks. A streamed
+-- response ({stream = true}) gets them as they arrive, the transfer
+-- pausing while more than 64 KB wait unread; an error in mid-body is
+-- raised from the loop.
 function Response:iter()
+  local xfer = rawget(self, "_xfer")
+  if xfer then
+    return function()
+      local chunk, err = xfer:read()
+      if chunk == nil and err then error(err, 2) end
+      if chunk == nil then xfer:close() end
+      return chunk
+    end
+  end
   local body = self.body
   return function()
     local b = body
@@ -63,6 +75,26 @@ function Response:iter()
     if b ~= nil and b ~= "" then return b end
   end
 end
+
+-- resp:read([timeout]) -> the next chunk of a streamed body | nil at its
+-- end | nil, err, code | nil, "timeout"
+function Response:read(timeout)
+  local xfer = rawget(self, "_xfer")
+  if not xfer then
+    local b = self.body
+    self.body = nil
+    if b ~= nil and b ~= "" then return b end
+    return nil
+  end
+  return xfer:read(timeout)
+end
+
+-- resp:close(): abort a streamed transfer not read to its end.
+function Response:close()
+  local xfer = rawget(self, "_xfer")
+  if xfer then xfer:close() end
+end
+Response.__close = Response.close
 
 -- resp.headers:values(name) is not offered (a header could be named so):
 -- use resp.header_list, the {name, value} pairs in order.
@@ -142,18 +174,23 @@ local function request(fname, opts)
   if not method:match("^[%w_-]+$") then argerror(fname, 1, "bad method", 4) end
   local follow = opts.follow
   if follow == nil then follow = true end
-  local status, head, rbody, eurl = core.http_request {
+  local status, head, rbody, eurl, xfer = core.http_request {
     url = url, method = method, headers = header_lines(fname, opts.headers),
     body = body, timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     follow = follow, max_redirects = opts.max_redirects, verify = opts.verify,
     cafile = opts.cafile, cert = opts.cert, key = opts.key,
     max_body = opts.max_body, resolve = opts.resolve,
+    stream = opts.stream and true or nil,
   }
   if not status then return nil, head, rbody end
+  if opts.stream then  -- no body yet: status, head, url, transfer
+    rbody, eurl, xfer = nil, rbody, eurl
+  end
   local list, version, reason = parse_head(head)
   return setmetatable({
     status = status, reason = reason, version = version, url = eurl,
     headers = headers_of(list), header_list = list, body = rbody,
+    _xfer = xfer,
   }, Response)
 end
 
