@@ -18,7 +18,8 @@ local function with_peer(tls, fn)
   if tls then
     args[2], args[3] = DIR .. "/srv.pem", DIR .. "/srv.key"
   end
-  local p = assert(corun.process.spawn("python3", args, { stdout = "pipe" }))
+  local p = assert(corun.process.spawn("env", { "-u", "LD_PRELOAD", "python3",
+                                               table.unpack(args) }, { stdout = "pipe" }))
   local port = assert(tonumber(p.stdout:read("l", 20)), "http_peer.py did not start")
   local base = (tls and "https://localhost:" or "http://127.0.0.1:") .. port
   local ok, err = pcall(fn, base)
@@ -75,7 +76,8 @@ describe("corun.http client", function()
       return parts[i]
     end))
     assert.equal("one two three", decode(r.body).body)
-    local p = assert(corun.process.spawn("printf", { "from a stream" }, { stdout = "pipe" }))
+    local p = assert(corun.process.spawn("env", { "-u", "LD_PRELOAD", "printf", "from a stream" },
+                                         { stdout = "pipe" }))
     r = assert(http.post(base .. "/echo", p.stdout))
     p:wait()
     assert.equal("from a stream", decode(r.body).body)

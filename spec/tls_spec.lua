@@ -42,10 +42,15 @@ local function echo(s)
 end
 
 -- Run a program (argv list) with 'input' on stdin; returns code, stdout.
+-- Peers run without an ASan LD_PRELOAD (the specs under ASan).
 local function run(argv, input)
-  local code, out, err = corun.process.run(argv[1], { table.unpack(argv, 2) },
+  local code, out, err = corun.process.run("env", { "-u", "LD_PRELOAD", table.unpack(argv) },
                                            { input = input })
   return code, out, err
+end
+
+local function spawn(cmd, args, opts)
+  return corun.process.spawn("env", { "-u", "LD_PRELOAD", cmd, table.unpack(args) }, opts)
 end
 
 describe("corun.tls", function()
@@ -188,7 +193,7 @@ describe("corun.tls", function()
   end))
 
   it("talks to openssl s_server", async(function()
-    local p = assert(corun.process.spawn("openssl", { "s_server", "-accept",
+    local p = assert(spawn("openssl", { "s_server", "-accept",
       "127.0.0.1:0", "-cert", DIR .. "/srv.pem", "-key", DIR .. "/srv.key",
       "-rev", "-naccept", "1" }, { stdout = "pipe", stderr = "null" }))
     local _ <close> = helper.closer(function() p:kill(); p:wait() end)
@@ -247,7 +252,7 @@ with ctx.wrap_socket(c, server_side=True) as s:
     data = s.recv(100)
     s.sendall(b"py:" + data)
 ]]):format(DIR .. "/srv.pem", DIR .. "/srv.key")
-    local p = assert(corun.process.spawn("python3", { "-c", py }, { stdout = "pipe" }))
+    local p = assert(spawn("python3", { "-c", py }, { stdout = "pipe" }))
     local port = assert(tonumber(p.stdout:read("l", 10)))
     local c = assert(tls.connect("localhost", port, { cafile = DIR .. "/ca.pem" }))
     assert(c:write("hi\n"))
