@@ -68,20 +68,40 @@ describe("corun.http client", function()
     assert.equal("6", r.headers["content-length"])
   end) end))
 
-  it("a body from a function or a stream", async(function() with_peer(false, function(base)
+  it("a body from a function or a stream is streamed (chunked)", async(function()
+    local srv = assert(http.serve("127.0.0.1", 0, function(req)
+      return 200, ("%s %s %d %s"):format(req.method, tostring(req.headers["transfer-encoding"]),
+                                         #req.body, req.body:sub(1, 14))
+    end, { max_body_size = 0 }))
+    local base = "http://127.0.0.1:" .. srv.port
     local parts = { "one ", "two ", "three" }
     local i = 0
-    local r = assert(http.post(base .. "/echo", function()
+    local r = assert(http.post(base, function()
       i = i + 1
       return parts[i]
     end))
-    assert.equal("one two three", decode(r.body).body)
+    assert.equal("POST chunked 13 one two three", r.body)
     local p = assert(corun.process.spawn("env", { "-u", "LD_PRELOAD", "printf", "from a stream" },
                                          { stdout = "pipe" }))
-    r = assert(http.post(base .. "/echo", p.stdout))
+    r = assert(http.request { method = "PUT", url = base, body = p.stdout })
     p:wait()
-    assert.equal("from a stream", decode(r.body).body)
-  end) end))
+    assert.equal("PUT chunked 13 from a stream", r.body)
+    -- 20 MB from a slow source: the feeder is asked for chunks as they go
+    local n, big = 0, string.rep("b", 100000)
+    r = assert(http.post(base, function()
+      n = n + 1
+      if n <= 200 then return big end
+    end))
+    assert.equal("POST chunked 20000000 bbbbbbbbbbbbbb", r.body)
+    -- a source that fails fails the request
+    local _, err, code = http.post(base, function() error("source broke", 0) end)
+    assert.equal("ECURL_ABORTED_BY_CALLBACK", code)
+    assert.equal("ECURL_ABORTED_BY_CALLBACK: request body: source broke", err)
+    -- a string body is sent with its length
+    r = assert(http.post(base, "plain"))
+    assert.equal("POST nil 5 plain", r.body)
+    srv:close()
+  end))
 
   it("repeated headers are kept, lookup ignores case", async(function() with_peer(false, function(base)
     local r = assert(http.get(base .. "/cookies"))

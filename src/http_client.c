@@ -63,6 +63,12 @@ typedef struct creq {
   int ready;                  /* stream: the head is in (body under way) */
   int paused;                 /* stream: on_body paused the transfer */
   int boxed;                  /* owned by a box (corun.http_transfer) */
+  int upload;                 /* the request body comes through xfer:send */
+  int inreq;                  /* the requesting task is still in request */
+  int up_eof, up_paused;      /* upload: all sent; on_upload paused */
+  cbuf up;                    /* owned: upload bytes at up.p[upos..len) */
+  size_t upos;
+  cr_list upwaiters;          /* the task feeding the upload */
   int toolarge;               /* the body exceeded max_body */
   CURLcode result;
   char errbuf[CURL_ERROR_SIZE];
@@ -128,6 +134,12 @@ static void keepalive(cr_curl *cm) {
     f((uv_handle_t *)&cr_container_of(n, csock, node)->poll);
 }
 
+static void wakefeeder(creq *q, int outcome) {
+  while (!cr_list_empty(&q->upwaiters))
+    cr_task_wake(cr_container_of(cr_list_head(&q->upwaiters), cr_task, wnode),
+                 outcome);
+}
+
 static int wakeone(creq *q) {
   if (cr_list_empty(&q->waiters)) return 0;
   cr_task_wake(cr_container_of(cr_list_head(&q->waiters), cr_task, wnode),
@@ -143,6 +155,7 @@ static int finish(creq *q, CURLcode result) {
   curl_multi_remove_handle(cm->multi, q->easy);
   cr_list_remove(&q->node);
   cm->active--;
+  wakefeeder(q, CR_CLOSED);
   return wakeone(q);
 }
 
@@ -236,6 +249,7 @@ static void freereq(creq *q) {
   curl_slist_free_all(q->resolve);
   free(q->head.p);
   free(q->body.p);
+  free(q->up.p);
   free(q);
 }
 
@@ -346,6 +360,27 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   return bufadd(&q->head, p, n) == 0 ? n : 0;
 }
 
+/* Upload bytes xfer:send() queued; pause when there are none yet. */
+static size_t on_upload(char *p, size_t size, size_t n, void *ud) {
+  creq *q = (creq *)ud;
+  size_t avail = q->up.len - q->upos;
+  n *= size;
+  if (avail == 0) {
+    if (q->up_eof) return 0;
+    q->up_paused = 1;
+    return CURL_READFUNC_PAUSE;
+  }
+  if (n > avail) n = avail;
+  memcpy(p, q->up.p + q->upos, n);
+  q->upos += n;
+  if (q->upos == q->up.len) q->upos = q->up.len = 0;
+  if (!cr_list_empty(&q->upwaiters) && q->up.len - q->upos <= STREAM_HIGH / 4) {
+    wakefeeder(q, CR_OK);
+    uv_stop(&q->cm->loop->uv);  /* see on_timer */
+  }
+  return n;
+}
+
 /* Field 'k' of the options at 1 (pushed). */
 static int field(lua_State *L, const char *k) {
   return lua_getfield(L, 1, k);
@@ -377,7 +412,21 @@ static int setup(lua_State *L, creq *q) {
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   s = strfield(L, "method");
   field(L, "body");
-  if (!lua_isnil(L, -1)) {
+  if (q->upload) {  /* chunked: the size is not known */
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
+    curl_easy_setopt(e, CURLOPT_READDATA, q);
+    if (s != NULL && strcmp(s, "POST") == 0) {
+      curl_easy_setopt(e, CURLOPT_POST, 1L);
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+    }
+    else {
+      curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+      if (s != NULL && strcmp(s, "PUT") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, s);
+    }
+    s = NULL;  /* the method is set */
+  }
+  else if (!lua_isnil(L, -1)) {
     const char *b = lua_tolstring(L, -1, &len);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, b);
@@ -445,7 +494,7 @@ static int results(lua_State *L, creq *q) {
   lua_pushstring(L, url);
   if (!q->stream) return 4;
   lua_pushvalue(L, 2);  /* the box */
-  return 4;
+  return 4;  /* status, head, url, box */
 }
 
 /* Abort a transfer still in progress (its easy handle leaves the multi
@@ -459,6 +508,8 @@ static void abort_transfer(creq *q) {
   keepalive(cm);
   q->done = 1;
   q->result = CURLE_ABORTED_BY_CALLBACK;
+  wakefeeder(q, CR_CLOSED);
+  wakeone(q);  /* the requesting task, or a reader */
 }
 
 static int request_k(lua_State *L, int status, lua_KContext ctx) {
@@ -466,6 +517,7 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = q->cm->loop->current;
   int n;
   (void)status;
+  q->inreq = 0;
   if (q->stream && me->outcome == CR_OK && !q->done && q->ready)
     return results(L, q);  /* status, head, url, box: the box reads on */
   if (!q->done) {  /* timed out or cancelled: abort the transfer now */
@@ -505,17 +557,24 @@ static int http_request(lua_State *L) {
   cr_task_checkcancel(L, me);
   cm = getmulti(L);
   field(L, "stream");  /* at 2: nil, or the box of a streamed body */
-  if (lua_toboolean(L, 2)) {
-    lua_pop(L, 1);
+  field(L, "on_upload");  /* a function: the request body is streamed */
+  if (lua_toboolean(L, 2) || !lua_isnil(L, 3)) {
+    lua_settop(L, 1);
     box = (creq **)lua_newuserdatauv(L, sizeof *box, 0);
     *box = NULL;
     luaL_setmetatable(L, CR_XFER_MT);
   }
   if ((q = (creq *)calloc(1, sizeof *q)) == NULL)
     return luaL_error(L, "request: not enough memory");
+  cr_list_init(&q->upwaiters);
   if (box != NULL) {
     *box = q;
-    q->stream = q->boxed = 1;
+    q->boxed = 1;
+    field(L, "stream");
+    q->stream = lua_toboolean(L, -1);
+    field(L, "on_upload");
+    q->upload = !lua_isnil(L, -1);
+    lua_pop(L, 2);
   }
   cr_list_init(&q->waiters);
   cr_list_init(&q->node);
@@ -533,6 +592,13 @@ static int http_request(lua_State *L) {
   cr_list_push(&cm->reqs, &q->node);
   cm->active++;
   keepalive(cm);
+  if (q->upload) {  /* on_upload(box) starts the task that feeds it */
+    field(L, "on_upload");
+    lua_pushvalue(L, 2);
+    lua_call(L, 1, 0);
+  }
+  lua_settop(L, 2);
+  q->inreq = 1;
   return cr_task_park(L, me, &q->waiters, -1, (lua_KContext)q, request_k);
 }
 
@@ -593,6 +659,45 @@ static int xfer_read_k(lua_State *L, int status, lua_KContext ctx) {
                       xfer_read_k);
 }
 
+static int send_k(lua_State *L, int status, lua_KContext ctx) {
+  creq *q = checkxfer(L);
+  (void)status; (void)ctx;
+  if (cr_task_outcome(L, q->cm->loop->current) == CR_CLOSED || q->done) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* xfer:send(chunk | nil) -> true | nil, "closed": queue upload bytes (nil:
+** the end); parks while more than 64 KB wait to be sent. */
+static int xfer_send(lua_State *L) {
+  creq *q = checkxfer(L);
+  size_t len = 0;
+  const char *s = luaL_optlstring(L, 2, NULL, &len);
+  if (q->done || q->up_eof) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (s == NULL) q->up_eof = 1;
+  else if (bufadd(&q->up, s, len) != 0)
+    return luaL_error(L, "send: not enough memory");
+  if (q->up_paused) {
+    q->up_paused = 0;
+    curl_easy_pause(q->easy, CURLPAUSE_CONT);
+  }
+  if (!q->done && q->up.len - q->upos > STREAM_HIGH) {
+    cr_task *me = cr_task_enter(L, q->cm->loop, "send");
+    lua_settop(L, 1);
+    return cr_task_park(L, me, &q->upwaiters, -1, 0, send_k);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* xfer:close(): abort the transfer if it is still running, free it. */
 static int xfer_close(lua_State *L) {
   creq **box = (creq **)luaL_checkudata(L, 1, CR_XFER_MT);
@@ -600,7 +705,8 @@ static int xfer_close(lua_State *L) {
   if (q != NULL) {
     *box = NULL;
     abort_transfer(q);
-    freereq(q);
+    if (q->inreq) q->boxed = 0;  /* the request frees it */
+    else freereq(q);
   }
   return 0;
 }
@@ -616,7 +722,8 @@ void cr_http_client_open_lib(lua_State *L) {
     {"__gc", xfer_close}, {"__close", xfer_close}, {NULL, NULL}
   };
   static const luaL_Reg xmethods[] = {
-    {"read", xfer_read}, {"close", xfer_close}, {NULL, NULL}
+    {"read", xfer_read}, {"send", xfer_send}, {"close", xfer_close},
+    {NULL, NULL}
   };
   int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
   curl_global_init(CURL_GLOBAL_DEFAULT);

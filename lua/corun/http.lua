@@ -21,6 +21,7 @@ if not core.http_request then
 end
 
 local M = {}
+local is_cancelled = core.is_cancelled
 
 local function argerror(fname, n, msg, level)
   error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
@@ -136,22 +137,35 @@ local function header_lines(fname, h)
   return out
 end
 
--- A request body: a string, a function returning chunks (then nil), or a
--- stream (read to its end). Chunks are gathered before the request starts.
-local function body_of(fname, b)
-  if b == nil or type(b) == "string" then return b end
-  if type(b) == "number" then return tostring(b) end
-  local parts = {}
-  if type(b) == "function" then
-    for chunk in b do parts[#parts + 1] = chunk end
-  elseif (type(b) == "table" or type(b) == "userdata") and b.read then
-    local all, err = b:read("a")
-    if not all and err then return nil, err end
-    parts[1] = all
-  else
-    argerror(fname, 1, "body must be a string, a function or a stream", 5)
+-- A request body: a string (sent with its length), or a function
+-- returning chunks (then nil) or a stream (read to its end), streamed
+-- (chunked) by a feeder task while the request runs: the transfer waits
+-- for the feeder, and the feeder waits while 64 KB are still unsent.
+local function source_of(fname, b)
+  if type(b) == "function" then return b end
+  if (type(b) == "table" or type(b) == "userdata") and b.read then
+    return function()
+      local chunk, err = b:read(65536)
+      if chunk == nil and err then error(err, 0) end
+      return chunk
+    end
   end
-  return table.concat(parts)
+  argerror(fname, 1, "body must be a string, a function or a stream", 5)
+end
+
+local function feed(src, xfer, failed)
+  local ok, err = pcall(function()
+    for chunk in src do
+      if type(chunk) ~= "string" then chunk = tostring(chunk) end
+      if #chunk > 0 and not xfer:send(chunk) then return end
+    end
+    xfer:send(nil)
+  end)
+  if not ok then
+    if is_cancelled(err) then error(err, 0) end
+    failed[1] = tostring(err)
+    xfer:close()  -- the request fails: the body could not be read
+  end
 end
 
 local function check_number(fname, opts, k)
@@ -167,21 +181,36 @@ local function request(fname, opts)
   if type(url) ~= "string" then argerror(fname, 1, "url must be a string", 4) end
   check_number(fname, opts, "timeout")
   check_number(fname, opts, "connect_timeout")
-  local body, berr = body_of(fname, opts.body)
-  if berr then return nil, berr end
+  local body, src = opts.body, nil
+  if type(body) == "number" then body = tostring(body) end
+  if body ~= nil and type(body) ~= "string" then
+    src, body = source_of(fname, body), nil
+  end
   local method = opts.method and tostring(opts.method):upper()
-                 or (body and "POST" or "GET")
+                 or ((body or src) and "POST" or "GET")
   if not method:match("^[%w_-]+$") then argerror(fname, 1, "bad method", 4) end
   local follow = opts.follow
   if follow == nil then follow = true end
-  local status, head, rbody, eurl, xfer = core.http_request {
+  local feeder, failed = nil, {}
+  local on_upload = src and function(x)
+    feeder = core.spawn(feed, src, x, failed)
+  end
+  local ok, status, head, rbody, eurl, xfer = pcall(core.http_request, {
     url = url, method = method, headers = header_lines(fname, opts.headers),
     body = body, timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     follow = follow, max_redirects = opts.max_redirects, verify = opts.verify,
     cafile = opts.cafile, cert = opts.cert, key = opts.key,
     max_body = opts.max_body, resolve = opts.resolve,
-    stream = opts.stream and true or nil,
-  }
+    stream = opts.stream and true or nil, on_upload = on_upload,
+  })
+  if feeder and not feeder:done() and not (ok and status and opts.stream) then
+    feeder:cancel()  -- the transfer is over: stop reading the source
+  end
+  if not ok then error(status, 0) end
+  if not status and failed[1] then
+    return nil, "ECURL_ABORTED_BY_CALLBACK: request body: " .. failed[1],
+           "ECURL_ABORTED_BY_CALLBACK"
+  end
   if not status then return nil, head, rbody end
   if opts.stream then  -- no body yet: status, head, url, transfer
     rbody, eurl, xfer = nil, rbody, eurl
