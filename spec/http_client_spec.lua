@@ -40,6 +40,7 @@ end
 
 describe("corun.http client", function()
   after_each(helper.check)
+  teardown(pki.cleanup)
 
   it("GET, POST, other methods, headers in and out", async(function() with_peer(false, function(base)
     local r = assert(http.get(base .. "/hello"))

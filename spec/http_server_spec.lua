@@ -59,6 +59,7 @@ end
 
 describe("corun.http server", function()
   after_each(helper.check)
+  teardown(pki.cleanup)
 
   it("answers curl: methods, query, body, headers, chunked upload", async(function()
     local srv, base = serve()

@@ -3,7 +3,8 @@
 -- gives dir/ca.pem (a CA), dir/other_ca.pem (an unrelated CA),
 -- dir/srv.pem + srv.key (localhost and 127.0.0.1, signed by ca.pem) and
 -- dir/client.pem + client.key (a client certificate signed by ca.pem).
--- The directory is made once per process and removed at exit.
+-- The directory is made once (per insulated spec file) and removed by
+-- pki.cleanup() (call it from the spec's teardown).
 
 local M = {}
 local dir
@@ -35,9 +36,14 @@ function M.make()
         .. "-CAcreateserial -out %s.pem -days 2 -extfile %s.ext"):format(
       d, name, name, name))
   end
-  -- removed when the Lua state closes
-  M.sentinel = setmetatable({}, { __gc = function() os.execute("rm -rf " .. d) end })
   return d
+end
+
+function M.cleanup()
+  if dir then
+    os.execute("rm -rf '" .. dir .. "'")
+    dir = nil
+  end
 end
 
 return M

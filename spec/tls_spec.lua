@@ -55,6 +55,7 @@ end
 
 describe("corun.tls", function()
   after_each(helper.check)
+  teardown(pki.cleanup)
 
   it("a corun client and server talk, reads in every mode", async(function()
     local srv = tls_server(echo)
