@@ -245,7 +245,7 @@ print(urllib.request.urlopen("http://127.0.0.1:%d/u").read().decode())
     local srv, base = serve(function(req)
       assert.is_nil(req.body)
       local n, parts = 0, 0
-      for chunk in req.iter() do
+      for chunk in req:iter() do
         n = n + #chunk
         parts = parts + 1
       end
