@@ -11,7 +11,8 @@
 
 DEBS := cmake make gcc pkg-config git lua5.4 liblua5.4-dev libuv1-dev \
         lua-busted luarocks valgrind python3 clang libclang-rt-14-dev \
-        libhiredis-dev redis-server lua-socket lua-sec
+        libhiredis-dev redis-server lua-socket lua-sec libssl-dev \
+        libcurl4-openssl-dev libhttp-parser-dev curl openssl lua-cjson
 BUILD ?= build
 JOBS ?= 2
 PREFIX ?= /usr/local

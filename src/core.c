@@ -62,6 +62,13 @@ LUA_API int luaopen_corun_core(lua_State *L) {
 #ifdef CORUN_REDIS
   cr_redis_open_lib(L);
 #endif
+#ifdef CORUN_TLS
+  cr_tls_open_lib(L);
+#endif
+#ifdef CORUN_HTTP
+  cr_http_client_open_lib(L);
+  cr_http_server_open_lib(L);
+#endif
   lua_pushcfunction(L, core_methods);
   lua_setfield(L, -2, "methods");
   lua_pushliteral(L, "0.1.0");

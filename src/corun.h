@@ -440,6 +440,17 @@ void cr_stream_take(lua_State *L, int idx, size_t max);
 /* sockopt.c */
 void cr_sockopt_open_lib(lua_State *L);
 
+/* {=================================================================
+** HTTP and TLS (issue 12)
+** ================================================================== */
+
+/* tls.c (built with CORUN_TLS) */
+void cr_tls_open_lib(lua_State *L);
+
+/* http_client.c, http_server.c (built with CORUN_HTTP) */
+void cr_http_client_open_lib(lua_State *L);
+void cr_http_server_open_lib(lua_State *L);
+
 /* }================================================================= */
 
 #endif

@@ -573,7 +573,9 @@ local stdio = { stdin = { 0, io.stdin }, stdout = { 1, io.stdout },
                 stderr = { 2, io.stderr } }
 -- Optional parts load on first use: corun may be built without hiredis,
 -- and then only code that uses Redis hears about it.
-local lazy = { redis = "corun.redis", socket = "corun.socket" }
+-- corun.tls and corun.http likewise need OpenSSL and libcurl.
+local lazy = { redis = "corun.redis", socket = "corun.socket",
+               tls = "corun.tls", http = "corun.http" }
 
 setmetatable(corun, { __index = function(t, k)
   local name = lazy[k]
