@@ -414,7 +414,7 @@ void cr_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                  const luaL_Reg *methods, int loopidx);
 
 /* {=================================================================
-** dns.c, udp.c, sockopt.c (issue 13: the network ecosystem)
+** dns.c, udp.c, sockopt.c: DNS, UDP and socket options (corun.socket)
 ** ================================================================== */
 
 /* dns.c */
@@ -441,7 +441,7 @@ void cr_stream_take(lua_State *L, int idx, size_t max);
 void cr_sockopt_open_lib(lua_State *L);
 
 /* {=================================================================
-** HTTP and TLS (issue 12)
+** HTTP and TLS
 ** ================================================================== */
 
 /* tls.c (built with CORUN_TLS) */
