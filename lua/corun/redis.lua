@@ -253,10 +253,61 @@ local id = redis.call('XADD', KEYS[1], '*', ARGV[1], ARGV[2])
 redis.call('INCR', KEYS[2])
 return id]]
 
--- q:put(item) -> true | nil, "closed"
-function Queue:put(item)
+-- A delayed put: into the retry set at server time ARGV[2] + ARGV[3] ms
+-- (ARGV[2] "now") or at ARGV[3] ms since the epoch (ARGV[2] "at"); it
+-- counts as put (join waits for it). KEYS: closed, puts, retry set.
+local PUT_LATER = [[
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local due = tonumber(ARGV[3])
+if ARGV[2] == 'now' then
+  local t = redis.call('TIME')
+  due = due + t[1] * 1000 + math.floor(t[2] / 1000)
+end
+redis.call('ZADD', KEYS[3], due, ARGV[1])
+redis.call('INCR', KEYS[2])
+return 1]]
+
+local pack  -- below
+
+local function check_put_opts(opts)
+  if opts == nil then return nil end
+  if type(opts) ~= "table" then
+    error("bad argument #2 to 'put' (options table expected, got "
+          .. type(opts) .. ")", 3)
+  end
+  local d, at = opts.delay, opts.at
+  if d ~= nil and (type(d) ~= "number" or d ~= d or d < 0 or d == math.huge) then
+    error("bad argument #2 to 'put' (delay must be a number of seconds >= 0)", 3)
+  end
+  if at ~= nil and (type(at) ~= "number" or at ~= at or at == math.huge) then
+    error("bad argument #2 to 'put' (at must be a Unix time in seconds)", 3)
+  end
+  if d ~= nil and at ~= nil then
+    error("bad argument #2 to 'put' (give delay or at, not both)", 3)
+  end
+  return d, at
+end
+
+local delayed_seq = 0
+
+-- q:put(item, [{delay = s} | {at = unix_time}]) -> true | nil, "closed"
+function Queue:put(item, opts)
+  local delay, at = check_put_opts(opts)
   local kind, data = encode(item)
   self:_setup()
+  if delay ~= nil or at ~= nil then
+    delayed_seq = delayed_seq + 1
+    local member = pack(("%s:%d:%d"):format(self.consumer, delayed_seq,
+                        math.random(1 << 30)), kind, data, 0, "")
+    local mode, when = "now", math.floor((delay or 0) * 1000)
+    if at ~= nil then mode, when = "at", math.floor(at * 1000) end
+    local r, err = self:_call("put", nil, self.r, "EVAL", PUT_LATER, 3,
+      self.name .. ":closed", self.name .. ":puts", self.name .. ":retry",
+      member, mode, when)
+    if err then fail("put", err) end
+    if r == nil then return nil, "closed" end
+    return true
+  end
   local id, err = self:_call("put", nil, self.r, "EVAL", PUT, 3, self.name,
     self.name .. ":puts", self.name .. ":closed", kind, data)
   if err then fail("put", err) end
@@ -264,21 +315,30 @@ function Queue:put(item)
   return true
 end
 
--- Move due retries into the stream, then claim the oldest entry held
--- longer than ARGV[3] ms: {entry, deliveries, previous consumer} | false.
--- KEYS: stream, retry set; ARGV: group, consumer, min idle ms, now ms.
+-- Move due retries and delayed items into the stream (due times are the
+-- Redis server's clock, so every machine agrees), then claim the oldest
+-- entry held longer than ARGV[3] ms: {entry, deliveries, previous
+-- consumer}, or {0, ms until the next due item (-1: none)}.
+-- KEYS: stream, retry set; ARGV: group, consumer, min idle ms.
 local CLAIM = [[
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4], 'LIMIT', 0, 100)
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
 for _, m in ipairs(due) do
   local f = cmsgpack.unpack(m)
-  redis.call('XADD', KEYS[1], '*', f[2], f[3], 'a', f[4], 'e', f[5])
+  if f[5] ~= '' then
+    redis.call('XADD', KEYS[1], '*', f[2], f[3], 'a', f[4], 'e', f[5])
+  else
+    redis.call('XADD', KEYS[1], '*', f[2], f[3], 'a', f[4])
+  end
   redis.call('ZREM', KEYS[2], m)
 end
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', 1)
-if p[1] == nil then return false end
-local e = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], p[1][1])
-if e[1] == nil then return false end
-return {e[1], p[1][4] + 1, p[1][2]}]]
+local e = p[1] and redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], p[1][1])
+if e and e[1] then return {e[1], p[1][4] + 1, p[1][2]} end
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if nxt[2] then return {0, tonumber(nxt[2]) - now} end
+return {0, -1}]]
 
 -- The entry to deliver (claimed from a consumer that held it too long,
 -- or read from the group), its delivery count and previous consumer;
@@ -286,10 +346,13 @@ return {e[1], p[1][4] + 1, p[1][2]}]]
 function Queue:_next(block, deadline)
   local claimed, err = self:_call("get", deadline, self.r, "EVAL", CLAIM, 2,
     self.name, self.name .. ":retry", self.group, self.consumer,
-    math.floor(self.visibility * 1000), math.floor(core.time() * 1000))
+    math.floor(self.visibility * 1000))
   if err == "timeout" then return nil, err end
   if err then fail("get", err) end
-  if claimed then return claimed[1], claimed[2], claimed[3] end
+  if claimed[1] ~= 0 then return claimed[1], claimed[2], claimed[3] end
+  if claimed[2] >= 0 then  -- wake for the next due item (within ~10 ms)
+    block = math.max(1, math.min(block, claimed[2] + 5))
+  end
   local res
   res, err = self:_call("get", deadline, self.blocking, "XREADGROUP", "GROUP",
     self.group, self.consumer, "COUNT", 1, "BLOCK", block, "STREAMS",
@@ -498,17 +561,19 @@ function Queue:task_done()
 end
 
 -- Acknowledge the entry and park a copy (attempts and error kept) in the
--- retry set until ARGV[3] ms. KEYS: stream, retry, errors; ARGV: group, id,
--- due, packed copy.
+-- retry set for ARGV[3] ms (on the server's clock). KEYS: stream, retry,
+-- errors; ARGV: group, id, delay ms, packed copy.
 local RETRY = [[
 redis.call('HDEL', KEYS[3], ARGV[2])
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
   return 1
 end
 return 0]]
 
-local function pack(id, kind, data, attempts, err)
+function pack(id, kind, data, attempts, err)
   -- msgpack by hand (a fixarray of 5 str): the script unpacks it.
   local function str(v)
     v = tostring(v)
@@ -546,7 +611,7 @@ function Queue:task_failed(why)
     end
     return
   end
-  local due = math.floor((core.time() + self:_backoff(h.attempts)) * 1000)
+  local due = math.floor(self:_backoff(h.attempts) * 1000)  -- a delay
   local _, err = self:_call("task_failed", nil, self.r, "EVAL", RETRY, 3,
     self.name, self.name .. ":retry", self.name .. ":errors", self.group,
     h.id, due, pack(h.id, h.kind, h.data, h.attempts, why))
@@ -599,6 +664,45 @@ function Queue:iter()
       if why == "closed" then return nil end
     end
   end
+end
+
+-- A RESP2 map reply ({k1, v1, k2, v2, ...}) as a table.
+local function map(reply)
+  local t = {}
+  for i = 1, #reply - 1, 2 do t[reply[i]] = reply[i + 1] end
+  return t
+end
+
+-- q:stats() -> {ready, delayed, in_flight, consumers = {name = {pending,
+-- idle}}, dead, puts, done}: the queue as Redis has it now. 'ready' is
+-- what no consumer has got yet (the group's lag), 'delayed' what waits in
+-- <name>:retry (retries and delayed puts), 'in_flight' what consumers hold
+-- unacknowledged; 'idle' is in seconds.
+function Queue:stats()
+  self:_setup()
+  local function call(...)
+    local v, err = self:_call("stats", nil, self.r, ...)
+    if err then fail("stats", err) end
+    return v
+  end
+  local st = { ready = 0, in_flight = 0, consumers = {} }
+  for _, g in ipairs(call("XINFO", "GROUPS", self.name)) do
+    g = map(g)
+    if g.name == self.group then
+      st.in_flight = g.pending or 0
+      st.ready = g.lag
+    end
+  end
+  if st.ready == nil then st.ready = call("XLEN", self.name) - st.in_flight end
+  for _, c in ipairs(call("XINFO", "CONSUMERS", self.name, self.group)) do
+    c = map(c)
+    st.consumers[c.name] = { pending = c.pending, idle = (c.idle or 0) / 1000 }
+  end
+  st.delayed = call("ZCARD", self.name .. ":retry")
+  st.dead = call("XLEN", self.name .. ":dead")
+  st.puts = tonumber(call("GET", self.name .. ":puts")) or 0
+  st.done = tonumber(call("GET", self.name .. ":done")) or 0
+  return st
 end
 
 -- q:dead([n]) -> list of the first n (default all) dead letters:
