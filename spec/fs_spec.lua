@@ -59,7 +59,7 @@ describe("corun.fs", function()
   end)
 
   after_each(function()
-    os.execute("rm -rf '" .. dir .. "'")
+    os.execute("unset LD_PRELOAD; rm -rf '" .. dir .. "'")
     helper.check()
   end)
 

@@ -18,7 +18,7 @@ end
 
 function M.make()
   if dir then return dir end
-  local p = io.popen("mktemp -d /tmp/corun-pki.XXXXXX")
+  local p = io.popen("unset LD_PRELOAD; mktemp -d /tmp/corun-pki.XXXXXX")
   dir = p:read("l")
   p:close()
   local d = dir
@@ -41,7 +41,7 @@ end
 
 function M.cleanup()
   if dir then
-    os.execute("rm -rf '" .. dir .. "'")
+    sh("rm -rf '" .. dir .. "'")  -- rm under an ASan preload would abort
     dir = nil
   end
 end
