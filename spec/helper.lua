@@ -182,6 +182,30 @@ function helper.redis_prefix(what)
   return ("spec:%s:%d:%d:"):format(what, os.time(), math.random(1 << 30))
 end
 
+-- Run program 'cmd' with 'args' as a child process, inside a task;
+-- returns its status (the exit code, "signal NAME" if a signal ended it,
+-- "hung" if it ran past 'limit' seconds, default 20: then it is killed),
+-- stdout and stderr.
+function helper.run_child(cmd, args, limit)
+  local p = assert(corun.process.spawn(cmd, args,
+    { stdin = "null", stdout = "pipe", stderr = "pipe" }))
+  local out, err
+  limit = limit or 20
+  local ro = corun.spawn(function() out = p.stdout:read("a", limit + 5) end)
+  local re = corun.spawn(function() err = p.stderr:read("a", limit + 5) end)
+  local status, sig = p:wait(limit)
+  if status == nil then
+    p:kill("kill")
+    p:wait()
+    status = "hung"
+  elseif sig then
+    status = "signal " .. sig
+  end
+  ro:join()
+  re:join()
+  return status, out, err
+end
+
 -- All results of a call, as a table (so nil, "why" compares with same).
 function helper.both(...) return { n = select("#", ...), ... } end
 

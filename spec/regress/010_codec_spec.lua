@@ -6,6 +6,7 @@
 -- (VmHWM) may grow by less than the message size while decoding.
 
 local corun = require "corun"
+local helper = require "helper"
 local cb = require "corun.busted"
 local async = cb.async
 
@@ -18,25 +19,9 @@ local ASAN = (os.getenv("LD_PRELOAD") or ""):match("asan") ~= nil
 
 local function runner(code, vm_mb, limit)
   local cap = ASAN and "" or ("ulimit -v %d; "):format(vm_mb * 1024)
-  local p = assert(corun.process.spawn("sh", { "-c", cap ..
+  return helper.run_child("sh", { "-c", cap ..
     'ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0" '
-    .. 'exec "$0" -e "$1"', CORUN, code },
-    { stdin = "null", stdout = "pipe", stderr = "pipe" }))
-  local out, err
-  limit = limit or 60
-  local ro = corun.spawn(function() out = p.stdout:read("a", limit + 5) end)
-  local re = corun.spawn(function() err = p.stderr:read("a", limit + 5) end)
-  local status, sig = p:wait(limit)
-  if status == nil then
-    p:kill("kill")
-    p:wait()
-    status = "hung"
-  elseif sig then
-    status = "signal " .. sig
-  end
-  ro:join()
-  re:join()
-  return status, out, err
+    .. 'exec "$0" -e "$1"', CORUN, code }, limit or 60)
 end
 
 -- The child: build the message (MB megabytes, LAYOUT gives what follows

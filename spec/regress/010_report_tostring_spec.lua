@@ -13,22 +13,7 @@ local CORUN = os.getenv("CORUN_BIN") or "build/bin/corun"
 
 -- Run 'code' with the runner; returns status, stdout, stderr.
 local function runner(code, limit)
-  local p = assert(corun.process.spawn(CORUN, { "-e", code },
-    { stdin = "null", stdout = "pipe", stderr = "pipe" }))
-  local out, err
-  local ro = corun.spawn(function() out = p.stdout:read("a") end)
-  local re = corun.spawn(function() err = p.stderr:read("a") end)
-  local status, sig = p:wait(limit or 30)
-  if status == nil then
-    p:kill("kill")
-    p:wait()
-    status = "hung"
-  elseif sig then
-    status = "signal " .. sig
-  end
-  ro:join()
-  re:join()
-  return status, out, err
+  return helper.run_child(CORUN, { "-e", code }, limit or 30)
 end
 
 local PRELUDE = [[

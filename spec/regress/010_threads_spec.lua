@@ -8,6 +8,7 @@
 -- spec instead of killing busted.
 
 local corun = require "corun"
+local helper = require "helper"
 local cb = require "corun.busted"
 local async = cb.async
 
@@ -16,23 +17,7 @@ local CORUN = os.getenv("CORUN_BIN") or "build/bin/corun"
 -- Run 'code' with the runner: status ("signal NAME" if killed by one,
 -- "hung" after 'limit' s), stdout, stderr.
 local function runner(code, limit)
-  local p = assert(corun.process.spawn(CORUN, { "-e", code },
-    { stdin = "null", stdout = "pipe", stderr = "pipe" }))
-  local out, err
-  limit = limit or 20
-  local ro = corun.spawn(function() out = p.stdout:read("a", limit + 5) end)
-  local re = corun.spawn(function() err = p.stderr:read("a", limit + 5) end)
-  local status, sig = p:wait(limit)
-  if status == nil then
-    p:kill("kill")
-    p:wait()
-    status = "hung"
-  elseif sig then
-    status = "signal " .. sig
-  end
-  ro:join()
-  re:join()
-  return status, out, err
+  return helper.run_child(CORUN, { "-e", code }, limit)
 end
 
 local WAYS = {
