@@ -997,33 +997,6 @@ static int task_tasks(lua_State *L) {
   return 1;
 }
 
-/* core.dump_string(): each live task, its status and where it waits. */
-static int task_dump_string(lua_State *L) {
-  cr_loop *lp = cr_loop_get(L);
-  luaL_Buffer b;
-  int i, n = pushlive(L, lp), list = lua_gettop(L);
-  luaL_buffinit(L, &b);
-  for (i = 1; i <= n; i++) {
-    cr_task *t;
-    lua_rawgeti(L, list, i);
-    t = (cr_task *)lua_touserdata(L, -1);
-    lua_pushcfunction(L, task_tostring);
-    lua_insert(L, -2);
-    lua_call(L, 1, 1);
-    luaL_addvalue(&b);
-    luaL_addchar(&b, '\n');
-    if (!t->started)
-      luaL_addstring(&b, "  (not started)\n");
-    else if (t->co != NULL) {
-      luaL_traceback(L, t->co == L ? L : t->co, NULL, 0);
-      luaL_addvalue(&b);
-      luaL_addchar(&b, '\n');
-    }
-  }
-  luaL_pushresult(&b);
-  return 1;
-}
-
 /* Add to 'b' where blocked task 't' waits: the function it is suspended
 ** in and the object that function was called on (its first argument). */
 static void addwait(lua_State *L, luaL_Buffer *b, cr_task *t) {
@@ -1045,31 +1018,49 @@ static void addwait(lua_State *L, luaL_Buffer *b, cr_task *t) {
   }
 }
 
-/* Push a report of every live task (a deadlock: all of them are blocked):
-** one line each with what it waits on, then its stack, as Go prints its
-** goroutines when it finds a deadlock. */
-void cr_task_pushblocked(lua_State *L, cr_loop *lp) {
+/* Push a report of every live task: its name and status, then its stack.
+** 'blocked' (a deadlock or a live dump): each line also says what the task
+** waits on, and each block starts with a blank line, as Go prints its
+** goroutines; else (corun.dump) a task that has not started says so. The
+** buffer is only touched with the stack as it left it (luaL_addvalue
+** excepted), as luaL_Buffer requires. */
+static void pushreport(lua_State *L, cr_loop *lp, int blocked) {
   luaL_Buffer b;
   int i, n = pushlive(L, lp), list = lua_gettop(L);
   luaL_buffinit(L, &b);
   for (i = 1; i <= n; i++) {
     cr_task *t;
+    if (blocked) luaL_addchar(&b, '\n');
     lua_rawgeti(L, list, i);
     t = (cr_task *)lua_touserdata(L, -1);
     lua_pushcfunction(L, task_tostring);
     lua_insert(L, -2);
     lua_call(L, 1, 1);
-    luaL_addstring(&b, "\n");
     luaL_addvalue(&b);
     if (t->started && t->co != NULL) {
-      addwait(L, &b, t);
+      if (blocked) addwait(L, &b, t);
       luaL_addchar(&b, '\n');
       luaL_traceback(L, t->co, NULL, 0);
       luaL_addvalue(&b);
+      if (!blocked) luaL_addchar(&b, '\n');
     }
+    else if (!blocked)
+      luaL_addstring(&b, "\n  (not started)\n");
   }
   luaL_pushresult(&b);
   lua_remove(L, list);
+}
+
+/* Push a report of every live task (a deadlock: all of them are blocked,
+** or a live dump): what each waits on, and its stack. */
+void cr_task_pushblocked(lua_State *L, cr_loop *lp) {
+  pushreport(L, lp, 1);
+}
+
+/* core.dump_string(): each live task, its status and where it waits. */
+static int task_dump_string(lua_State *L) {
+  pushreport(L, cr_loop_get(L), 0);
+  return 1;
 }
 
 void cr_task_open_lib(lua_State *L) {
