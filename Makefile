@@ -8,6 +8,8 @@
 #                (default /usr/local): make install PREFIX=$$HOME/.local
 #   make build   build only (installs nothing; `make deps` installs the
 #                Debian packages that run and test need)
+#   make dist    corun-scm-1.tar.gz (the source tarball the rockspec's
+#                source.url names) and corun-scm-1.src.rock
 
 DEBS := cmake make gcc pkg-config git lua5.4 liblua5.4-dev libuv1-dev \
         lua-busted luarocks valgrind python3 clang libclang-rt-14-dev \
@@ -19,7 +21,7 @@ PREFIX ?= /usr/local
 # Configure quietly, but show warnings and errors.
 CMAKE_CONFIGURE = cmake --log-level=WARNING -S .
 
-.PHONY: all deps bench-deps build build-asan build-noredis run test bench install clean
+.PHONY: all deps bench-deps build build-asan build-noredis run test bench install dist clean
 
 all: build
 
@@ -70,6 +72,19 @@ bench: deps bench-deps
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# The source tarball corun-scm-1.rockspec's source.url names (the checkout's
+# tracked and new, not ignored, files under corun/) and the source rock
+# (a zip of the rockspec and that tarball, what `luarocks pack` makes; pack
+# itself wants an absolute source.url). DIST_DIR puts them elsewhere.
+DIST_DIR ?= .
+dist:
+	@git ls-files -co --exclude-standard | grep -v -e '^\.ci/' -e '\.tar\.gz$$' -e '\.rock$$' | \
+	  tar -czf $(DIST_DIR)/corun-scm-1.tar.gz --transform 's,^,corun/,' -T -
+	@cp corun-scm-1.rockspec $(DIST_DIR)/corun-scm-1.rockspec.tmp
+	@cd $(DIST_DIR) && python3 -c 'import zipfile; z = zipfile.ZipFile("corun-scm-1.src.rock", "w", zipfile.ZIP_DEFLATED); z.write("corun-scm-1.rockspec.tmp", "corun-scm-1.rockspec"); z.write("corun-scm-1.tar.gz"); z.close()'
+	@rm -f $(DIST_DIR)/corun-scm-1.rockspec.tmp
+	@echo "$(DIST_DIR)/corun-scm-1.tar.gz $(DIST_DIR)/corun-scm-1.src.rock"
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz build.luarocks

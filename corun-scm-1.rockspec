@@ -1,8 +1,12 @@
 rockspec_format = "3.0"
 package = "corun"
 version = "scm-1"
+-- The source tarball `make dist` writes beside this file (the checkout's
+-- files under corun/), with the source rock corun-scm-1.src.rock;
+-- `luarocks build corun-scm-1.rockspec` beside the tarball builds from it.
+-- `luarocks make` in the checkout does not read source.url.
 source = {
-  url = "git+file:///dev/null",
+  url = "corun-scm-1.tar.gz",
   dir = "corun",
 }
 description = {

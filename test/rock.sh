@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test/rock.sh: corun installs and works without any network:
-# `luarocks make` from the checkout, then a source rock made from the
-# checkout (a file:// tarball), packed and installed into a temporary tree;
+# `luarocks make` from the checkout, then `make dist`'s tarball (what
+# the rockspec's source.url names) built with luarocks build and its source
+# rock installed with luarocks install, each into a temporary tree;
 # plain lua5.4 requires corun from that tree and its corun runner runs; and
 # `cmake --install` (what `make install` runs) into a temporary prefix.
 set -eu
@@ -26,14 +27,15 @@ $LR make --tree "$tmp/make-tree" corun-scm-1.rockspec >"$tmp/make.log" 2>&1 ||
   { cat "$tmp/make.log"; exit 1; }
 check "$tmp/make-tree"
 
-# 2. a source rock from the checkout's files, then luarocks install of it
-git ls-files -co --exclude-standard | grep -v '^\.ci/' |
-  tar -czf "$tmp/corun.tar.gz" --transform 's,^,corun/,' -T -
-sed -e "s|^  url = .*|  url = \"file://$tmp/corun.tar.gz\",|" \
-    -e 's|^  dir = .*|  dir = "corun",|' corun-scm-1.rockspec >"$tmp/corun-scm-1.rockspec"
-(cd "$tmp" && $LR pack corun-scm-1.rockspec >pack.log 2>&1) ||
-  { cat "$tmp/pack.log"; exit 1; }
-$LR --tree "$tmp/tree" install "$tmp/corun-scm-1.src.rock" >"$tmp/install.log" 2>&1 ||
+# 2. make dist: the source tarball the rockspec names and the source rock;
+#    luarocks build of the rockspec as it is, beside its tarball, and
+#    luarocks install of the source rock, each into a tree of its own
+make --no-print-directory dist DIST_DIR="$tmp" >/dev/null
+cp corun-scm-1.rockspec "$tmp/"
+(cd "$tmp" && $LR --tree "$tmp/build-tree" build corun-scm-1.rockspec >build.log 2>&1) ||
+  { cat "$tmp/build.log"; exit 1; }
+check "$tmp/build-tree"
+(cd / && $LR --tree "$tmp/tree" install "$tmp/corun-scm-1.src.rock" >"$tmp/install.log" 2>&1) ||
   { cat "$tmp/install.log"; exit 1; }
 check "$tmp/tree"
 # 3. make install's CMake install, into a prefix of our own
@@ -45,4 +47,4 @@ got=$(LUA_PATH="$tmp/prefix/share/lua/5.4/?.lua;$tmp/prefix/share/lua/5.4/?/init
 [ "$got" = "prefix ok" ] || { echo "cmake --install: '$got'"; exit 1; }
 got=$("$tmp/prefix/bin/corun" -e 'print(package.searchpath("corun", package.path))')
 case "$got" in "$tmp/prefix/"*) ;; *) echo "installed runner loads $got"; exit 1;; esac
-echo "rock: luarocks make, luarocks install and cmake --install all work"
+echo "rock: luarocks make, luarocks build, luarocks install and cmake --install all work"
