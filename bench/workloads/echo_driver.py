@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""echo_driver.py: run the echo workload against one server.
+"""echo_driver.py: run the echo workload (TCP) against one server; also the
+driver of the udp workload (udp_driver.py calls main("udp")).
 
 Usage: python3 bench/workloads/echo_driver.py corun|node|asyncio
 
-Starts that server (echo_corun.lua on the corun runner, echo_node.js on
-node, echo_asyncio.py on python3) as its own process on 127.0.0.1, port 0;
+Starts that server (NAME_corun.lua on the corun runner, NAME_node.js on
+node, NAME_asyncio.py on python3, NAME being echo or udp) as its own
+process on 127.0.0.1, port 0;
 reads the "PORT n" line it prints; then runs the load generator,
-echo_client.c (compiled once with $CC, default cc, into the temp dir): C=50
-connections, each doing R=2000 line round trips (64-byte lines), R scaled
-by BENCH_SCALE. The client is the same program for every server, so only
+NAME_client.c (compiled once with $CC, default cc, into the temp dir): C=50
+connections (udp: sockets), each doing R=2000 round trips of a 64-byte line
+(udp: datagram), R scaled by BENCH_SCALE. The client is the same program for every server, so only
 the server differs. Prints the client's RESULT line (round trips per
 second) with the server's own peak RSS (VmHWM from /proc) as peak_kb, then
 stops the server.
@@ -31,7 +33,8 @@ from bench_util import scaled
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-CONNS, ROUNDS, LINE = 50, scaled(2000), 64
+CONNS, ROUNDS, LINE = 50, scaled(2000), 64   # connections, round trips, bytes
+NAME = "echo"                                # the workload: echo or udp
 
 
 def corun_runner():
@@ -41,29 +44,29 @@ def corun_runner():
     for runner in (ROOT / "build" / "corun", ROOT / "build" / "bin" / "corun"):
         if runner.is_file():
             return runner
-    sys.exit("echo_driver: no corun runner (set CORUN)")
+    sys.exit(f"{NAME}_driver: no corun runner (set CORUN)")
 
 
 def server_argv(impl):
     if impl == "corun":
-        return [str(corun_runner()), str(HERE / "echo_corun.lua")]
+        return [str(corun_runner()), str(HERE / f"{NAME}_corun.lua")]
     if impl == "node":
-        return [os.environ.get("NODE") or "node", str(HERE / "echo_node.js")]
-    if impl == "asyncio":
+        return [os.environ.get("NODE") or "node", str(HERE / f"{NAME}_node.js")]
+    if impl == "asyncio" and (HERE / f"{NAME}_asyncio.py").is_file():
         return [os.environ.get("PYTHON") or "python3",
-                str(HERE / "echo_asyncio.py")]
-    sys.exit(f"echo_driver: unknown server {impl!r} (corun, node, asyncio)")
+                str(HERE / f"{NAME}_asyncio.py")]
+    sys.exit(f"{NAME}_driver: unknown server {impl!r}")
 
 
 def client():
-    """Path of the compiled echo_client, building it if needed."""
-    src = HERE / "echo_client.c"
+    """Path of the compiled NAME_client, building it if needed."""
+    src = HERE / f"{NAME}_client.c"
     tag = hashlib.sha1(src.read_bytes()).hexdigest()[:12]
-    exe = Path(tempfile.gettempdir()) / f"corun-echo-client-{tag}"
+    exe = Path(tempfile.gettempdir()) / f"corun-{NAME}-client-{tag}"
     if not exe.is_file():
         cc = os.environ.get("CC") or "cc"
         if shutil.which(cc) is None:
-            sys.exit(f"echo_driver: no C compiler ({cc}) for echo_client.c")
+            sys.exit(f"{NAME}_driver: no C compiler ({cc}) for {src.name}")
         tmp = exe.with_name(f"{exe.name}.{os.getpid()}")
         subprocess.run([cc, "-O2", "-o", str(tmp), str(src)], check=True)
         os.replace(tmp, exe)
@@ -79,7 +82,7 @@ def read_port(proc, errfile, timeout=20):
         proc.wait()
         errfile.seek(0)
         err = errfile.read().decode(errors="replace").strip()
-        sys.exit(f"echo_driver: server did not start: {line!r} {err}")
+        sys.exit(f"{NAME}_driver: server did not start: {line!r} {err}")
     return int(line.split()[1])
 
 
@@ -94,7 +97,9 @@ def peak_kb(pid):
     return -1
 
 
-def main():
+def main(name="echo"):
+    global NAME
+    NAME = name
     impl = sys.argv[1] if len(sys.argv) > 1 else "corun"
     exe = client()
     errfile = tempfile.TemporaryFile()  # the server's stderr, never a full pipe
@@ -108,10 +113,10 @@ def main():
                              stdout=subprocess.PIPE, timeout=600)
         result = out.stdout.decode().strip()
         if out.returncode != 0 or not result.startswith("RESULT "):
-            sys.exit(f"echo_driver: client failed (exit {out.returncode})")
+            sys.exit(f"{NAME}_driver: client failed (exit {out.returncode})")
         if server.poll() is not None:
-            sys.exit(f"echo_driver: server exited ({server.returncode})")
-        print(f"{result} conns={CONNS} rounds={ROUNDS} server={impl} "
+            sys.exit(f"{NAME}_driver: server exited ({server.returncode})")
+        print(f"{result} {'socks' if NAME == 'udp' else 'conns'}={CONNS} rounds={ROUNDS} server={impl} "
               f"peak_kb={peak_kb(server.pid)}", flush=True)
     finally:
         if server.poll() is None:
