@@ -1,20 +1,10 @@
 /*
 ** channel.c
-** Wait groups (waits on objects other threads complete) and channels.
+** Channels and select. Tasks and plain threads wait on a channel through
+** wait groups (waitgroup.c).
 **
-** A wait group is malloc'd when a task or a plain thread must wait; it has
-** one case per object (a channel send or receive, a future), linked in the
-** object's waiter list under the object's mutex. The first completion wins
-** the group's 'fired' flag (an atomic compare-and-swap); peers that lose it
-** skip that case, and the owner unlinks every case when it wakes. A task
-** owner is woken through its loop's inbox (the group's post); a plain
-** thread through the group's condition variable. An owner that times out
-** or is cancelled must win 'fired' too; if it loses, a completion is on its
-** way and the task takes it (a cancelled task keeps a received message and
-** gets Cancelled at its next suspension): nothing is lost.
-**
-** Lock order: an object's mutex, then a loop handle's or a group's mutex.
-** No two object mutexes are ever held at once.
+** Lock order: a channel's mutex, then a loop handle's or a group's mutex.
+** Only select holds several channel mutexes, taken in address order.
 **
 ** Channels: a ring of encoded messages (capacity -1: unbounded, 0:
 ** rendezvous), and FIFO lists of waiting receive and send cases. A send
@@ -32,8 +22,7 @@
 #define CR_CHAN_MT "corun.channel"
 
 typedef struct cr_chan {
-  cr_shared base;             /* cr_lockable */
-  uv_mutex_t mu;
+  cr_lockable lk;             /* its shared head and mutex */
   cr_msg **ring;              /* owned: buffered messages */
   int head, n, cap;
   long capacity;              /* -1: unbounded; 0: rendezvous */
@@ -42,151 +31,8 @@ typedef struct cr_chan {
 } cr_chan;
 
 /* {=================================================================
-** Wait groups
+** Channels
 ** ================================================================== */
-
-/* Free a group whose cases are unlinked, with the offers nobody took. */
-void cr_wait_free(cr_wgroup *g) {
-  int i;
-  for (i = 0; i < g->ncases; i++)
-    if (g->cases[i].offer != NULL && !(g->which == i && g->outcome == CR_OK))
-      cr_msg_free(g->cases[i].offer);
-  if (g->msg != NULL) cr_msg_free(g->msg);
-  if (g->lh != NULL) cr_shared_release(&g->lh->base);
-  free(g);
-}
-
-/* Unlink every case still linked (the owner does this once woken). */
-static void unlink_cases(cr_wgroup *g) {
-  int i;
-  for (i = 0; i < g->ncases; i++) {
-    cr_case *c = &g->cases[i];
-    if (c->queue) {  /* loop-local: the owner's thread, no lock */
-      cr_list_remove(&c->node);
-      continue;
-    }
-    if (c->obj == NULL) continue;
-    uv_mutex_lock(&c->obj->mu);
-    cr_list_remove(&c->node);
-    uv_mutex_unlock(&c->obj->mu);
-    cr_shared_release(&c->obj->base);
-    c->obj = NULL;
-  }
-}
-
-/* In the owner's loop: a peer completed the group. */
-static void post_run(lua_State *L, cr_loop *lp, cr_post *p) {
-  cr_wgroup *g = cr_container_of(p, cr_wgroup, post);
-  (void)L;
-  unlink_cases(g);
-  if (g->remote) cr_loop_remote(lp, -1);
-  if (g->task == NULL) {  /* its task was closed meanwhile */
-    cr_wait_free(g);
-    return;
-  }
-  cr_task_wake(g->task, CR_OK);
-}
-
-static void post_drop(cr_post *p) {
-  cr_wgroup *g = cr_container_of(p, cr_wgroup, post);
-  unlink_cases(g);
-  cr_wait_free(g);
-}
-
-/* A new group with 'n' cases for the running task (or, task NULL, for a
-** plain thread). Returns NULL when out of memory. */
-cr_wgroup *cr_wait_new(cr_task *task, int n) {
-  cr_wgroup *g = (cr_wgroup *)calloc(1, sizeof *g + n * sizeof(cr_case));
-  int i;
-  if (g == NULL) return NULL;
-  atomic_init(&g->fired, 0);
-  g->cases = (cr_case *)(g + 1);
-  g->ncases = n;
-  g->which = -1;
-  g->task = task;
-  g->post.run = post_run;
-  g->post.drop = post_drop;
-  for (i = 0; i < n; i++) {
-    cr_list_init(&g->cases[i].node);
-    g->cases[i].group = g;
-    g->cases[i].index = i;
-  }
-  if (task != NULL) {
-    g->lh = task->loop->lh;
-    cr_shared_retain(&g->lh->base);
-  }
-  return g;
-}
-
-/* Link case 'c' in list 'q' of object 'obj' (caller holds obj->mu). */
-void cr_wait_link(cr_case *c, cr_lockable *obj, cr_list *q) {
-  cr_shared_retain(&obj->base);
-  c->obj = obj;
-  cr_list_push(q, &c->node);
-}
-
-/* Complete case 'c' (caller holds its object's mutex). Returns 0 when its
-** group had already fired: the case is stale and the caller skips it. */
-int cr_wait_complete(cr_case *c, int outcome, cr_msg *msg) {
-  cr_wgroup *g = c->group;
-  int expected = 0;
-  if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
-  cr_list_remove(&c->node);
-  g->which = c->index;
-  g->outcome = outcome;
-  g->msg = msg;
-  if (g->task != NULL) {
-    if (cr_loop_post(g->lh, &g->post) != 0 && msg != NULL) {
-      g->msg = NULL;  /* the loop is gone: so is its task */
-      cr_msg_free(msg);
-    }
-  }
-  else {  /* after the signal the owner may free g: touch nothing */
-    uv_mutex_lock(&g->mu);
-    g->signalled = 1;
-    uv_cond_signal(&g->cond);
-    uv_mutex_unlock(&g->mu);
-  }
-  return 1;
-}
-
-/* The owner gives up (timeout, cancel): 1 when it won the group, which is
-** then unlinked; 0 when a completion is already on its way. */
-static int detach(cr_wgroup *g, cr_loop *lp) {
-  int expected = 0;
-  if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
-  unlink_cases(g);
-  if (lp != NULL && g->remote) cr_loop_remote(lp, -1);
-  return 1;
-}
-
-/* Complete case 'c' of a queue: the queue and the owner task are in this
-** thread, so the owner is woken directly. 0 when the group had fired. */
-int cr_wait_complete_local(cr_case *c, int outcome) {
-  cr_wgroup *g = c->group;
-  int expected = 0;
-  if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
-  g->which = c->index;
-  g->outcome = outcome;
-  unlink_cases(g);
-  if (g->remote) cr_loop_remote(g->task->loop, -1);
-  cr_task_wake(g->task, CR_OK);
-  return 1;
-}
-
-int cr_wait_detach(cr_task *t) {
-  return detach(t->wg, t->loop);
-}
-
-/* A task is closed for good while it waits on its group. */
-void cr_wait_abandon(cr_task *t) {
-  cr_wgroup *g = t->wg;
-  t->wg = NULL;
-  if (detach(g, t->loop))
-    cr_wait_free(g);
-  else
-    g->task = NULL;  /* the posted completion frees it */
-}
 
 /* Complete the first live case of list 'q' (caller holds the mutex). */
 static cr_case *complete_first(cr_list *q, int outcome, cr_msg *msg) {
@@ -200,87 +46,6 @@ static cr_case *complete_first(cr_list *q, int outcome, cr_msg *msg) {
   return NULL;
 }
 
-/* }================================================================= */
-
-
-/* {=================================================================
-** Waiting: a task parks; a plain thread (no loop running) blocks.
-** ================================================================== */
-
-/* How the caller would wait: 1 a task (returned in *t, checked), 0 a
-** plain thread (blocks), -1 a plain callback of a running loop, which must
-** not block (it may still do what needs no waiting). */
-static int waitmode(lua_State *L, cr_loop *lp, const char *fname,
-                    cr_task **t) {
-  *t = NULL;
-  if (lp->current != NULL && lp->current->co == L) {
-    *t = cr_task_enter(L, lp, fname);
-    cr_task_checkcancel(L, *t);
-    return 1;
-  }
-  return lp->running ? -1 : 0;
-}
-
-static int wouldblock(lua_State *L, const char *fname) {
-  return luaL_error(L, "%s: would block the loop (call it from a task)",
-                    fname);
-}
-
-/* The running task if the caller is one; NULL for a plain thread. Raises
-** when called from a plain callback of a running loop. */
-cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname) {
-  cr_task *t;
-  if (waitmode(L, lp, fname, &t) < 0) wouldblock(L, fname);
-  return t;
-}
-
-/* Block this OS thread until 'g' fires or 'timeout' passes (< 0: never).
-** Returns the outcome, CR_TIMEOUT when this thread won the group. The
-** group's cases were linked after its mutex and condition were made. */
-static int block(cr_wgroup *g, double timeout) {
-  uint64_t deadline = timeout < 0 ? 0 : uv_hrtime() + (uint64_t)(timeout * 1e9);
-  int outcome = CR_OK;
-  uv_mutex_lock(&g->mu);
-  while (!g->signalled) {
-    if (timeout < 0)
-      uv_cond_wait(&g->cond, &g->mu);
-    else {
-      uint64_t now = uv_hrtime();
-      if (now >= deadline ||
-          uv_cond_timedwait(&g->cond, &g->mu, deadline - now) == UV_ETIMEDOUT) {
-        int expected = 0;  /* win the group; unlink once unlocked */
-        if (atomic_compare_exchange_strong(&g->fired, &expected, 1)) {
-          outcome = CR_TIMEOUT;
-          break;
-        }
-      }
-    }
-  }
-  uv_mutex_unlock(&g->mu);
-  unlink_cases(g);
-  uv_cond_destroy(&g->cond);
-  uv_mutex_destroy(&g->mu);
-  return outcome == CR_TIMEOUT ? CR_TIMEOUT : g->outcome;
-}
-
-/* A task parks on its group 'g' (its cases are linked). */
-int cr_wait_park(lua_State *L, cr_task *t, cr_wgroup *g, double timeout,
-                 lua_KContext ctx, lua_KFunction k) {
-  int i;
-  for (i = 0; i < g->ncases; i++)
-    if (!g->cases[i].queue) g->remote = 1;
-  t->wg = g;
-  if (g->remote) cr_loop_remote(t->loop, 1);
-  return cr_task_park(L, t, NULL, timeout, ctx, k);
-}
-
-/* }================================================================= */
-
-
-/* {=================================================================
-** Channels
-** ================================================================== */
-
 static void chan_destroy(cr_shared *s) {
   cr_chan *ch = (cr_chan *)s;
   while (ch->n > 0) {
@@ -289,7 +54,7 @@ static void chan_destroy(cr_shared *s) {
     ch->n--;
   }
   free(ch->ring);
-  uv_mutex_destroy(&ch->mu);
+  uv_mutex_destroy(&ch->lk.mu);
   free(ch);
 }
 
@@ -400,39 +165,34 @@ static int chan_send(lua_State *L) {
   int mode;
   luaL_checkany(L, 2);
   luaL_argcheck(L, !lua_isnil(L, 2), 2, "nil cannot be sent");
-  mode = waitmode(L, lp, "send", &me);
+  mode = cr_wait_mode(L, lp, "send", &me);
   m = cr_codec_encode(L, 2, 1, "value", CR_CODEC_FUNCTIONS);
-  uv_mutex_lock(&ch->mu);
+  uv_mutex_lock(&ch->lk.mu);
   r = try_send(ch, m);
   if (r == 0 && timeout != 0 && mode < 0) r = -3;
   if (r == 0 && timeout != 0) {
     g = cr_wait_new(me, 1);
-    if (g != NULL && me == NULL &&
-        (uv_mutex_init(&g->mu) != 0 || uv_cond_init(&g->cond) != 0)) {
-      free(g);
-      g = NULL;
-    }
     if (g == NULL) r = -2;
     else {
       g->cases[0].offer = m;
       g->cases[0].send = 1;
-      cr_wait_link(&g->cases[0], (cr_lockable *)ch, &ch->sendq);
+      cr_wait_link(&g->cases[0], &ch->lk, &ch->sendq);
     }
   }
-  uv_mutex_unlock(&ch->mu);
+  uv_mutex_unlock(&ch->lk.mu);
   if (r != 0 && r != 1) cr_msg_free(m);
   switch (r) {
     case 1: lua_pushboolean(L, 1); return 1;
     case -1: return cr_pushfail(L, "closed");
     case -2: return luaL_error(L, "send: not enough memory");
-    case -3: return wouldblock(L, "send");
+    case -3: return cr_wait_wouldblock(L, "send");
   }
   if (timeout == 0) {
     cr_msg_free(m);
     return cr_pushfail(L, "timeout");
   }
   if (me != NULL) return cr_wait_park(L, me, g, timeout, 's', chan_k);
-  r = block(g, timeout);
+  r = cr_wait_block(g, timeout);
   cr_wait_free(g);
   if (r == CR_TIMEOUT) return cr_pushfail(L, "timeout");
   if (r == CR_CLOSED) return cr_pushfail(L, "closed");
@@ -446,34 +206,29 @@ static int recv_(lua_State *L, double timeout, lua_KContext ctx) {
   cr_loop *lp = cr_loop_get(L);
   const char *fname = ctx == 'i' ? "iter" : "recv";
   cr_task *me;
-  int mode = waitmode(L, lp, fname, &me);
+  int mode = cr_wait_mode(L, lp, fname, &me);
   cr_wgroup *g = NULL;
   cr_msg *m = NULL;
   int r;
-  uv_mutex_lock(&ch->mu);
+  uv_mutex_lock(&ch->lk.mu);
   r = try_recv(ch, &m);
   if (r == 0 && timeout != 0 && mode < 0) r = -3;
   if (r == 0 && timeout != 0) {
     g = cr_wait_new(me, 1);
-    if (g != NULL && me == NULL &&
-        (uv_mutex_init(&g->mu) != 0 || uv_cond_init(&g->cond) != 0)) {
-      free(g);
-      g = NULL;
-    }
     if (g == NULL) r = -2;
-    else cr_wait_link(&g->cases[0], (cr_lockable *)ch, &ch->recvq);
+    else cr_wait_link(&g->cases[0], &ch->lk, &ch->recvq);
   }
-  uv_mutex_unlock(&ch->mu);
+  uv_mutex_unlock(&ch->lk.mu);
   switch (r) {
     case 1: return pushmsg(L, m);
     case -1: return ctx == 'i' ? 0 : cr_pushfail(L, "closed");
     case -2: return luaL_error(L, "recv: not enough memory");
-    case -3: return wouldblock(L, fname);
+    case -3: return cr_wait_wouldblock(L, fname);
   }
   if (timeout == 0) return cr_pushfail(L, "timeout");
   lua_settop(L, 1);
   if (me != NULL) return cr_wait_park(L, me, g, timeout, ctx, chan_k);
-  r = block(g, timeout);
+  r = cr_wait_block(g, timeout);
   m = g->msg;
   g->msg = NULL;
   cr_wait_free(g);
@@ -499,20 +254,20 @@ static int chan_iter(lua_State *L) {
 
 static int chan_close(lua_State *L) {
   cr_chan *ch = checkchan(L);
-  uv_mutex_lock(&ch->mu);
+  uv_mutex_lock(&ch->lk.mu);
   ch->closed = 1;
   while (complete_first(&ch->recvq, CR_CLOSED, NULL) != NULL) {}
   while (complete_first(&ch->sendq, CR_CLOSED, NULL) != NULL) {}
-  uv_mutex_unlock(&ch->mu);
+  uv_mutex_unlock(&ch->lk.mu);
   return 0;
 }
 
 static int chan_len(lua_State *L) {
   cr_chan *ch = checkchan(L);
   int n;
-  uv_mutex_lock(&ch->mu);
+  uv_mutex_lock(&ch->lk.mu);
   n = ch->n;
-  uv_mutex_unlock(&ch->mu);
+  uv_mutex_unlock(&ch->lk.mu);
   lua_pushinteger(L, n);
   return 1;
 }
@@ -520,9 +275,9 @@ static int chan_len(lua_State *L) {
 static int chan_closed(lua_State *L) {
   cr_chan *ch = checkchan(L);
   int c;
-  uv_mutex_lock(&ch->mu);
+  uv_mutex_lock(&ch->lk.mu);
   c = ch->closed;
-  uv_mutex_unlock(&ch->mu);
+  uv_mutex_unlock(&ch->lk.mu);
   lua_pushboolean(L, c);
   return 1;
 }
@@ -544,15 +299,15 @@ static int chan_new(lua_State *L) {
                   "capacity must be >= 0 and <= 2147483647");
   }
   ch = (cr_chan *)calloc(1, sizeof *ch);
-  if (ch == NULL || uv_mutex_init(&ch->mu) != 0) {
+  if (ch == NULL || uv_mutex_init(&ch->lk.mu) != 0) {
     free(ch);
     return luaL_error(L, "channel: not enough memory");
   }
-  cr_shared_init(&ch->base, &chan_type);
+  cr_shared_init(&ch->lk.base, &chan_type);
   ch->capacity = (long)cap;
   cr_list_init(&ch->recvq);
   cr_list_init(&ch->sendq);
-  cr_shared_push(L, &ch->base);
+  cr_shared_push(L, &ch->lk.base);
   return 1;
 }
 
@@ -582,8 +337,8 @@ static void lockall(selcase *sorted, int n, int lock) {
   for (i = 0; i < n; i++) {
     if (sorted[i].ch == NULL) continue;
     if (i > 0 && sorted[i].ch == sorted[i - 1].ch) continue;
-    if (lock) uv_mutex_lock(&sorted[i].ch->mu);
-    else uv_mutex_unlock(&sorted[i].ch->mu);
+    if (lock) uv_mutex_lock(&sorted[i].ch->lk.mu);
+    else uv_mutex_unlock(&sorted[i].ch->lk.mu);
   }
 }
 
@@ -652,7 +407,7 @@ static void checkcase(lua_State *L, int arg, selcase *c) {
   lua_rawgeti(L, arg, 1);
   c->ch = (cr_chan *)cr_shared_test(L, -1);
   isq = cr_queue_test(L, -1);
-  if (!isq && (c->ch == NULL || c->ch->base.type != &chan_type))
+  if (!isq && (c->ch == NULL || c->ch->lk.base.type != &chan_type))
     luaL_argerror(L, arg, lua_pushfstring(L, "case %d: its field 1 must be "
                   "a channel or a queue, got %s", arg, luaL_typename(L, -1)));
   lua_rawgeti(L, arg, 2);
@@ -718,7 +473,7 @@ static int chan_select(lua_State *L) {
     checkcase(L, i + 1, &cases[i]);
     nq += cases[i].ch == NULL;
   }
-  mode = waitmode(L, lp, "select", &me);
+  mode = cr_wait_mode(L, lp, "select", &me);
   if (nq > 0 && me == NULL)
     return luaL_error(L, "select: queue cases need a task");
   if (nq > 0 && (winner = pollqueues(L, cases, n, &r)) > 0)
@@ -746,17 +501,12 @@ static int chan_select(lua_State *L) {
   }
   if (winner < 0 && timeout != 0 && mode >= 0) {
     g = cr_wait_new(me, n);
-    if (g != NULL && me == NULL &&
-        (uv_mutex_init(&g->mu) != 0 || uv_cond_init(&g->cond) != 0)) {
-      free(g);
-      g = NULL;
-    }
     for (i = 0; g != NULL && i < n; i++) {
       g->cases[i].send = cases[i].send;
       if (cases[i].ch == NULL) continue;  /* linked below */
       g->cases[i].offer = offers[i];
       offers[i] = NULL;
-      cr_wait_link(&g->cases[i], (cr_lockable *)cases[i].ch,
+      cr_wait_link(&g->cases[i], &cases[i].ch->lk,
                    cases[i].send ? &cases[i].ch->sendq : &cases[i].ch->recvq);
     }
   }
@@ -770,7 +520,7 @@ static int chan_select(lua_State *L) {
                      cases[winner].send, 0);
   }
   if (timeout == 0) return cr_pushfail(L, "timeout");
-  if (mode < 0) return wouldblock(L, "select");
+  if (mode < 0) return cr_wait_wouldblock(L, "select");
   if (g == NULL) return luaL_error(L, "select: not enough memory");
   for (i = 0; i < n; i++) {  /* queue cases: this thread only, no lock */
     if (cases[i].ch != NULL) continue;
@@ -779,7 +529,7 @@ static int chan_select(lua_State *L) {
     lua_pop(L, 1);
   }
   if (me != NULL) return cr_wait_park(L, me, g, timeout, 'S', select_k);
-  r = block(g, timeout);
+  r = cr_wait_block(g, timeout);
   {
     int which = g->which, send = which >= 0 && g->cases[which].send;
     m = g->msg;

@@ -243,7 +243,7 @@ struct cr_wgroup {
   cr_msg *msg;                /* what a receive case got */
   cr_task *task;              /* the owner, or NULL: a plain thread */
   cr_lhandle *lh;             /* the owner's loop (retained) */
-  uv_mutex_t mu;              /* plain threads: signalled under mu */
+  uv_mutex_t mu;              /* a plain thread's: signalled under mu */
   uv_cond_t cond;
   int signalled;
   int remote;                 /* has cases other threads complete */
@@ -251,17 +251,25 @@ struct cr_wgroup {
   cr_case *cases;
 };
 
-/* channel.c: wait groups */
+/* waitgroup.c: wait groups. A group of a plain thread (task NULL) has its
+** mutex and condition made by cr_wait_new and waits in cr_wait_block; a
+** task's parks with cr_wait_park and is found in its continuation as
+** task->wg. */
 cr_wgroup *cr_wait_new(cr_task *task, int n);
 void cr_wait_free(cr_wgroup *g);
 void cr_wait_link(cr_case *c, cr_lockable *obj, cr_list *q);
+int cr_wait_mode(lua_State *L, cr_loop *lp, const char *fname, cr_task **t);
+int cr_wait_wouldblock(lua_State *L, const char *fname);
 cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname);
 int cr_wait_park(lua_State *L, cr_task *t, cr_wgroup *g, double timeout,
                  lua_KContext ctx, lua_KFunction k);
+int cr_wait_block(cr_wgroup *g, double timeout);
 int cr_wait_complete(cr_case *c, int outcome, cr_msg *msg);
 int cr_wait_complete_local(cr_case *c, int outcome);
 int cr_wait_detach(cr_task *t);
 void cr_wait_abandon(cr_task *t);
+
+/* channel.c */
 void cr_channel_open_lib(lua_State *L);
 
 /* stream.c */
