@@ -194,6 +194,21 @@ cr_msg *cr_codec_encode(lua_State *L, int first, int n, const char *what,
 int cr_codec_decode(lua_State *L, const cr_msg *m, int flags);
 void cr_msg_free(cr_msg *m);
 size_t cr_msg_size(const cr_msg *m);
+/* A message kept in place when it is at most CR_SLOT_BYTES bytes (most
+** numbers, booleans, short strings, small tables), else a malloc'd one:
+** what a channel's ring and a wait case hold. Empty: big NULL, len 0. A
+** slot may be copied (moved) with memcpy; each copy must be freed or
+** decoded at most once. */
+#define CR_SLOT_BYTES 52
+typedef struct cr_msgslot {
+  cr_msg *big;                /* owned: a message too big for data, or NULL */
+  uint32_t len;               /* bytes used in data (0 with big) */
+  char data[CR_SLOT_BYTES];
+} cr_msgslot;
+void cr_codec_encode_slot(lua_State *L, int first, int n, const char *what,
+                          int flags, cr_msgslot *s);
+int cr_codec_decode_slot(lua_State *L, const cr_msgslot *s, int flags);
+void cr_codec_free_slot(cr_msgslot *s);
 int cr_codec_decode_buffer(lua_State *L, const char *data, size_t len,
                            int flags);
 void cr_codec_open_lib(lua_State *L);
