@@ -9,7 +9,10 @@
 ** Channels: a ring of encoded messages (capacity -1: unbounded, 0:
 ** rendezvous), and FIFO lists of waiting receive and send cases. A send
 ** with a receiver waiting hands the message over; a receive that frees a
-** slot moves the first waiting sender's offer into the ring.
+** slot moves the first waiting sender's offer into the ring. The ring's
+** slots (cr_msgslot) hold small messages in place, so a send and a
+** receive of one allocate nothing; a message is encoded before and
+** decoded after the channel's mutex is held.
 */
 
 #include <stdatomic.h>
@@ -23,8 +26,8 @@
 
 typedef struct cr_chan {
   cr_lockable lk;             /* its shared head and mutex */
-  cr_msg **ring;              /* owned: buffered messages */
-  int head, n, cap;
+  cr_msgslot *ring;           /* owned: buffered messages */
+  int head, n, cap;           /* cap: 0 or a power of 2 */
   long capacity;              /* -1: unbounded; 0: rendezvous */
   int closed;
   cr_list recvq, sendq;       /* cr_case, FIFO */
@@ -35,7 +38,7 @@ typedef struct cr_chan {
 ** ================================================================== */
 
 /* Complete the first live case of list 'q' (caller holds the mutex). */
-static cr_case *complete_first(cr_list *q, int outcome, cr_msg *msg) {
+static cr_case *complete_first(cr_list *q, int outcome, cr_msgslot *msg) {
   cr_list *n = q->next;
   while (n != q) {
     cr_list *next = n->next;
@@ -49,8 +52,8 @@ static cr_case *complete_first(cr_list *q, int outcome, cr_msg *msg) {
 static void chan_destroy(cr_shared *s) {
   cr_chan *ch = (cr_chan *)s;
   while (ch->n > 0) {
-    cr_msg_free(ch->ring[ch->head]);
-    ch->head = (ch->head + 1) % ch->cap;
+    cr_codec_free_slot(&ch->ring[ch->head]);
+    ch->head = (ch->head + 1) & (ch->cap - 1);
     ch->n--;
   }
   free(ch->ring);
@@ -64,45 +67,47 @@ static cr_chan *checkchan(lua_State *L) {
   return (cr_chan *)cr_shared_check(L, 1, &chan_type);
 }
 
-/* Append 'm' to the ring (caller holds the mutex). -1 on ENOMEM. */
-static int ring_push(cr_chan *ch, cr_msg *m) {
+/* Move 'm' to the end of the ring (caller holds the mutex). -1 on
+** ENOMEM. */
+static int ring_push(cr_chan *ch, const cr_msgslot *m) {
   if (ch->n == ch->cap) {
     int i, cap = ch->cap ? ch->cap * 2 : 16;
-    cr_msg **r = (cr_msg **)malloc(cap * sizeof *r);
+    cr_msgslot *r = (cr_msgslot *)malloc((size_t)cap * sizeof *r);
     if (r == NULL) return -1;
-    for (i = 0; i < ch->n; i++) r[i] = ch->ring[(ch->head + i) % ch->cap];
+    for (i = 0; i < ch->n; i++)
+      r[i] = ch->ring[(ch->head + i) & (ch->cap - 1)];
     free(ch->ring);
     ch->ring = r;
     ch->head = 0;
     ch->cap = cap;
   }
-  ch->ring[(ch->head + ch->n++) % ch->cap] = m;
+  ch->ring[(ch->head + ch->n++) & (ch->cap - 1)] = *m;
   return 0;
 }
 
-static cr_msg *ring_pop(cr_chan *ch) {
-  cr_msg *m = ch->ring[ch->head];
-  ch->head = (ch->head + 1) % ch->cap;
+static void ring_pop(cr_chan *ch, cr_msgslot *m) {
+  *m = ch->ring[ch->head];
+  ch->head = (ch->head + 1) & (ch->cap - 1);
   ch->n--;
-  return m;
 }
 
-/* Take the offer of the first live sender (caller holds the mutex). */
-static cr_msg *take_offer(cr_chan *ch) {
+/* Take the offer of the first live sender into '*m' (caller holds the
+** mutex): 1 taken, 0 none. */
+static int take_offer(cr_chan *ch, cr_msgslot *m) {
   cr_list *n = ch->sendq.next;
   while (n != &ch->sendq) {
     cr_list *next = n->next;
     cr_case *c = cr_container_of(n, cr_case, node);
-    cr_msg *m = c->offer;  /* read before: the owner may go once it fired */
-    if (cr_wait_complete(c, CR_OK, NULL)) return m;
+    *m = c->offer;  /* read before: the owner may go once it fired */
+    if (cr_wait_complete(c, CR_OK, NULL)) return 1;
     n = next;
   }
-  return NULL;
+  return 0;
 }
 
-/* Send 'm' now if possible (caller holds the mutex): 1 sent (the channel
-** owns 'm'), 0 must wait, -1 closed, -2 out of memory. */
-static int try_send(cr_chan *ch, cr_msg *m) {
+/* Send 'm' now if possible (caller holds the mutex): 1 sent (moved out of
+** 'm'), 0 must wait, -1 closed, -2 out of memory. */
+static int try_send(cr_chan *ch, cr_msgslot *m) {
   if (ch->closed) return -1;
   if (complete_first(&ch->recvq, CR_OK, m) != NULL) return 1;
   if (ch->capacity < 0 || ch->n < ch->capacity)
@@ -112,22 +117,22 @@ static int try_send(cr_chan *ch, cr_msg *m) {
 
 /* Receive now if possible (caller holds the mutex): 1 got '*m', 0 must
 ** wait, -1 closed and drained. */
-static int try_recv(cr_chan *ch, cr_msg **m) {
+static int try_recv(cr_chan *ch, cr_msgslot *m) {
   if (ch->n > 0) {
-    cr_msg *offer;
-    *m = ring_pop(ch);
-    if ((offer = take_offer(ch)) != NULL && ring_push(ch, offer) != 0)
-      cr_msg_free(offer);  /* cannot happen: a slot was just freed */
+    cr_msgslot offer;
+    ring_pop(ch, m);
+    if (take_offer(ch, &offer) && ring_push(ch, &offer) != 0)
+      cr_codec_free_slot(&offer);  /* cannot happen: a slot was just freed */
     return 1;
   }
-  if ((*m = take_offer(ch)) != NULL) return 1;
+  if (take_offer(ch, m)) return 1;
   return ch->closed ? -1 : 0;
 }
 
 /* Push the value of message 'm' and free it. */
-static int pushmsg(lua_State *L, cr_msg *m) {
-  int n = cr_codec_decode(L, m, CR_CODEC_FUNCTIONS);
-  cr_msg_free(m);
+static int pushmsg(lua_State *L, cr_msgslot *m) {
+  int n = cr_codec_decode_slot(L, m, CR_CODEC_FUNCTIONS);
+  cr_codec_free_slot(m);
   return n;
 }
 
@@ -136,10 +141,11 @@ static int chan_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = cr_loop_get(L)->current;
   cr_wgroup *g = me->wg;
   int outcome = g->outcome;
-  cr_msg *m = g->msg;
+  cr_msgslot m = g->msg;
   (void)status;
   me->wg = NULL;
-  g->msg = NULL;
+  g->msg.big = NULL;  /* moved to m */
+  g->msg.len = 0;
   if (me->outcome != CR_OK) {  /* timed out or cancelled: the owner won */
     cr_wait_free(g);
     cr_task_outcome(L, me);  /* raises Cancelled */
@@ -151,7 +157,7 @@ static int chan_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  return pushmsg(L, m);
+  return pushmsg(L, &m);
 }
 
 static int chan_send(lua_State *L) {
@@ -160,37 +166,34 @@ static int chan_send(lua_State *L) {
   double timeout = cr_opttimeout(L, 3);
   cr_task *me;
   cr_wgroup *g = NULL;
-  cr_msg *m;
+  cr_msgslot m;
   int r;
   int mode;
   luaL_checkany(L, 2);
   luaL_argcheck(L, !lua_isnil(L, 2), 2, "nil cannot be sent");
   mode = cr_wait_mode(L, lp, "send", &me);
-  m = cr_codec_encode(L, 2, 1, "value", CR_CODEC_FUNCTIONS);
+  cr_codec_encode_slot(L, 2, 1, "value", CR_CODEC_FUNCTIONS, &m);
   uv_mutex_lock(&ch->lk.mu);
-  r = try_send(ch, m);
+  r = try_send(ch, &m);
   if (r == 0 && timeout != 0 && mode < 0) r = -3;
   if (r == 0 && timeout != 0) {
     g = cr_wait_new(me, 1);
     if (g == NULL) r = -2;
     else {
-      g->cases[0].offer = m;
+      g->cases[0].offer = m;  /* moved: the group owns it */
       g->cases[0].send = 1;
       cr_wait_link(&g->cases[0], &ch->lk, &ch->sendq);
     }
   }
   uv_mutex_unlock(&ch->lk.mu);
-  if (r != 0 && r != 1) cr_msg_free(m);
+  if (r != 1 && g == NULL) cr_codec_free_slot(&m);
   switch (r) {
     case 1: lua_pushboolean(L, 1); return 1;
     case -1: return cr_pushfail(L, "closed");
     case -2: return luaL_error(L, "send: not enough memory");
     case -3: return cr_wait_wouldblock(L, "send");
   }
-  if (timeout == 0) {
-    cr_msg_free(m);
-    return cr_pushfail(L, "timeout");
-  }
+  if (timeout == 0) return cr_pushfail(L, "timeout");
   if (me != NULL) return cr_wait_park(L, me, g, timeout, 's', chan_k);
   r = cr_wait_block(g, timeout);
   cr_wait_free(g);
@@ -208,7 +211,7 @@ static int recv_(lua_State *L, double timeout, lua_KContext ctx) {
   cr_task *me;
   int mode = cr_wait_mode(L, lp, fname, &me);
   cr_wgroup *g = NULL;
-  cr_msg *m = NULL;
+  cr_msgslot m;
   int r;
   uv_mutex_lock(&ch->lk.mu);
   r = try_recv(ch, &m);
@@ -220,7 +223,7 @@ static int recv_(lua_State *L, double timeout, lua_KContext ctx) {
   }
   uv_mutex_unlock(&ch->lk.mu);
   switch (r) {
-    case 1: return pushmsg(L, m);
+    case 1: return pushmsg(L, &m);
     case -1: return ctx == 'i' ? 0 : cr_pushfail(L, "closed");
     case -2: return luaL_error(L, "recv: not enough memory");
     case -3: return cr_wait_wouldblock(L, fname);
@@ -230,11 +233,12 @@ static int recv_(lua_State *L, double timeout, lua_KContext ctx) {
   if (me != NULL) return cr_wait_park(L, me, g, timeout, ctx, chan_k);
   r = cr_wait_block(g, timeout);
   m = g->msg;
-  g->msg = NULL;
+  g->msg.big = NULL;  /* moved to m */
+  g->msg.len = 0;
   cr_wait_free(g);
   if (r == CR_TIMEOUT) return cr_pushfail(L, "timeout");
   if (r == CR_CLOSED) return ctx == 'i' ? 0 : cr_pushfail(L, "closed");
-  return pushmsg(L, m);
+  return pushmsg(L, &m);
 }
 
 static int chan_recv(lua_State *L) {
@@ -355,8 +359,8 @@ static unsigned nextrand(void) {
 /* Push the result of case 'i' (0-based): i+1 and then the received value
 ** (already on top for a queue get: 'have'), true for a send, or nil,
 ** "closed". */
-static int selresult(lua_State *L, int i, int outcome, cr_msg *m, int send,
-                     int have) {
+static int selresult(lua_State *L, int i, int outcome, cr_msgslot *m,
+                     int send, int have) {
   if (outcome == CR_CLOSED) {
     lua_pushinteger(L, i + 1);
     lua_pushnil(L);
@@ -381,10 +385,11 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = cr_loop_get(L)->current;
   cr_wgroup *g = me->wg;
   int which = g->which, outcome = g->outcome, send = 0, queue = 0;
-  cr_msg *m = g->msg;
+  cr_msgslot m = g->msg;
   (void)status; (void)ctx;
   me->wg = NULL;
-  g->msg = NULL;
+  g->msg.big = NULL;  /* moved to m */
+  g->msg.len = 0;
   if (which >= 0) {
     send = g->cases[which].send;
     queue = g->cases[which].queue;
@@ -394,7 +399,7 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
     cr_task_outcome(L, me);  /* raises Cancelled */
     return cr_pushfail(L, "timeout");
   }
-  return selresult(L, which, outcome, m, send, queue && !send);
+  return selresult(L, which, outcome, &m, send, queue && !send);
 }
 
 /* Check case table 'arg': {channel, "recv"}, {channel, "send", v},
@@ -462,7 +467,7 @@ static int chan_select(lua_State *L) {
   int n = lua_gettop(L), i, k, start, winner = -1, r = 0, nq = 0, mode;
   double timeout = -1;
   selcase cases[MAXCASES], sorted[MAXCASES];
-  cr_msg *offers[MAXCASES], *m = NULL;
+  cr_msgslot offers[MAXCASES], m;
   cr_task *me;
   cr_wgroup *g = NULL;
   if (n > 0 && lua_type(L, n) == LUA_TNUMBER) timeout = cr_opttimeout(L, n--);
@@ -480,12 +485,12 @@ static int chan_select(lua_State *L) {
     return selresult(L, winner - 1, r == -1 ? CR_CLOSED : CR_OK, NULL,
                      cases[winner - 1].send, 1);
   winner = -1;
-  for (i = 0; i < n; i++) offers[i] = NULL;
+  memset(offers, 0, (size_t)n * sizeof *offers);  /* empty slots */
   for (i = 0; i < n; i++) {  /* encode what is sent (may raise) */
     if (!cases[i].send || cases[i].ch == NULL) continue;
     lua_rawgeti(L, i + 1, 3);
-    offers[i] = cr_codec_encode(L, lua_gettop(L), 1, "value",
-                                CR_CODEC_FUNCTIONS);
+    cr_codec_encode_slot(L, lua_gettop(L), 1, "value", CR_CODEC_FUNCTIONS,
+                         &offers[i]);
     lua_pop(L, 1);
   }
   memcpy(sorted, cases, n * sizeof *cases);
@@ -495,7 +500,7 @@ static int chan_select(lua_State *L) {
   for (k = 0; k < n && winner < 0; k++) {
     i = (start + k) % n;
     if (cases[i].ch == NULL) continue;
-    r = cases[i].send ? try_send(cases[i].ch, offers[i])
+    r = cases[i].send ? try_send(cases[i].ch, &offers[i])
                       : try_recv(cases[i].ch, &m);
     if (r != 0) winner = i;
   }
@@ -504,19 +509,19 @@ static int chan_select(lua_State *L) {
     for (i = 0; g != NULL && i < n; i++) {
       g->cases[i].send = cases[i].send;
       if (cases[i].ch == NULL) continue;  /* linked below */
-      g->cases[i].offer = offers[i];
-      offers[i] = NULL;
+      g->cases[i].offer = offers[i];  /* moved: the group owns it */
+      memset(&offers[i], 0, sizeof offers[i]);
       cr_wait_link(&g->cases[i], &cases[i].ch->lk,
                    cases[i].send ? &cases[i].ch->sendq : &cases[i].ch->recvq);
     }
   }
   lockall(sorted, n, 0);
-  if (winner >= 0 && cases[winner].send && r == 1) offers[winner] = NULL;
-  for (i = 0; i < n; i++)
-    if (offers[i] != NULL) cr_msg_free(offers[i]);
+  if (winner >= 0 && cases[winner].send && r == 1)
+    memset(&offers[winner], 0, sizeof offers[winner]);  /* sent: moved */
+  for (i = 0; i < n; i++) cr_codec_free_slot(&offers[i]);
   if (winner >= 0) {
     if (r == -2) return luaL_error(L, "select: not enough memory");
-    return selresult(L, winner, r == -1 ? CR_CLOSED : CR_OK, m,
+    return selresult(L, winner, r == -1 ? CR_CLOSED : CR_OK, &m,
                      cases[winner].send, 0);
   }
   if (timeout == 0) return cr_pushfail(L, "timeout");
@@ -533,10 +538,11 @@ static int chan_select(lua_State *L) {
   {
     int which = g->which, send = which >= 0 && g->cases[which].send;
     m = g->msg;
-    g->msg = NULL;
+    g->msg.big = NULL;  /* moved to m */
+    g->msg.len = 0;
     cr_wait_free(g);
     if (r == CR_TIMEOUT) return cr_pushfail(L, "timeout");
-    return selresult(L, which, r, m, send, 0);
+    return selresult(L, which, r, &m, send, 0);
   }
 }
 

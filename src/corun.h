@@ -242,7 +242,7 @@ typedef struct cr_case {
   cr_list node;               /* in the object's list, under its mutex */
   cr_wgroup *group;
   cr_lockable *obj;           /* retained while linked */
-  cr_msg *offer;              /* a send: the message offered */
+  cr_msgslot offer;           /* a send: the message offered */
   int index;                  /* position in the group */
   int send;                   /* a send case (else receive or wait) */
   int queue;                  /* a case on a (loop-local) queue */
@@ -255,7 +255,7 @@ struct cr_wgroup {
   _Atomic int fired;
   int which;                  /* the case that completed */
   int outcome;                /* CR_OK, CR_CLOSED, ... */
-  cr_msg *msg;                /* what a receive case got */
+  cr_msgslot msg;             /* what a receive case got */
   cr_task *task;              /* the owner, or NULL: a plain thread */
   cr_lhandle *lh;             /* the owner's loop (retained) */
   uv_mutex_t mu;              /* a plain thread's: signalled under mu */
@@ -279,7 +279,7 @@ cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname);
 int cr_wait_park(lua_State *L, cr_task *t, cr_wgroup *g, double timeout,
                  lua_KContext ctx, lua_KFunction k);
 int cr_wait_block(cr_wgroup *g, double timeout);
-int cr_wait_complete(cr_case *c, int outcome, cr_msg *msg);
+int cr_wait_complete(cr_case *c, int outcome, cr_msgslot *msg);
 int cr_wait_complete_local(cr_case *c, int outcome);
 int cr_wait_detach(cr_task *t);
 void cr_wait_abandon(cr_task *t);

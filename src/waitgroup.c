@@ -35,9 +35,9 @@
 void cr_wait_free(cr_wgroup *g) {
   int i;
   for (i = 0; i < g->ncases; i++)
-    if (g->cases[i].offer != NULL && !(g->which == i && g->outcome == CR_OK))
-      cr_msg_free(g->cases[i].offer);
-  if (g->msg != NULL) cr_msg_free(g->msg);
+    if (!(g->which == i && g->outcome == CR_OK))
+      cr_codec_free_slot(&g->cases[i].offer);
+  cr_codec_free_slot(&g->msg);
   if (g->lh != NULL) cr_shared_release(&g->lh->base);
   free(g);
 }
@@ -123,21 +123,21 @@ void cr_wait_link(cr_case *c, cr_lockable *obj, cr_list *q) {
   cr_list_push(q, &c->node);
 }
 
-/* Complete case 'c' (caller holds its object's mutex). Returns 0 when its
-** group had already fired: the case is stale and the caller skips it. */
-int cr_wait_complete(cr_case *c, int outcome, cr_msg *msg) {
+/* Complete case 'c' (caller holds its object's mutex), handing it message
+** 'msg' if not NULL (moved into the group). Returns 0 when its group had
+** already fired: the case is stale, 'msg' stays the caller's, and the
+** caller skips the case. */
+int cr_wait_complete(cr_case *c, int outcome, cr_msgslot *msg) {
   cr_wgroup *g = c->group;
   int expected = 0;
   if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
   cr_list_remove(&c->node);
   g->which = c->index;
   g->outcome = outcome;
-  g->msg = msg;
+  if (msg != NULL) g->msg = *msg;
   if (g->task != NULL) {
-    if (cr_loop_post(g->lh, &g->post) != 0 && msg != NULL) {
-      g->msg = NULL;  /* the loop is gone: so is its task */
-      cr_msg_free(msg);
-    }
+    if (cr_loop_post(g->lh, &g->post) != 0)
+      cr_codec_free_slot(&g->msg);  /* the loop is gone: so is its task */
   }
   else {  /* after the signal the owner may free g: touch nothing */
     uv_mutex_lock(&g->mu);
