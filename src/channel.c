@@ -63,7 +63,16 @@ static void chan_destroy(cr_shared *s) {
 
 static const cr_shared_type chan_type = { CR_CHAN_MT, chan_destroy };
 
+/* The channel at 1. send, recv and the iter step have the channel
+** metatable as upvalue 2: a box with that metatable is one (no lookup by
+** name); any other value takes the general check. */
 static cr_chan *checkchan(lua_State *L) {
+  cr_shared **box = (cr_shared **)lua_touserdata(L, 1);
+  if (box != NULL && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(2));
+    lua_pop(L, 1);
+    if (same && *box != NULL) return (cr_chan *)*box;
+  }
   return (cr_chan *)cr_shared_check(L, 1, &chan_type);
 }
 
@@ -559,9 +568,7 @@ void cr_channel_open_lib(lua_State *L) {
     {"__tostring", chan_tostring},
     {NULL, NULL}
   };
-  static const luaL_Reg methods[] = {
-    {"send", chan_send},
-    {"recv", chan_recv},
+  static const luaL_Reg methods[] = {  /* and send, recv, iter below */
     {"close", chan_close},
     {"closed", chan_closed},
     {NULL, NULL}
@@ -570,10 +577,19 @@ void cr_channel_open_lib(lua_State *L) {
   cr_setfuncs(L, funcs, loopidx);
   cr_shared_newclass(L, &chan_type, meta, methods, loopidx);
   luaL_getmetatable(L, CR_CHAN_MT);
-  lua_getfield(L, -1, "__index");
+  lua_getfield(L, -1, "__index");  /* [.., mt, methods] */
+  lua_pushvalue(L, loopidx);
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, chan_send, 2);
+  lua_setfield(L, -2, "send");
+  lua_pushvalue(L, loopidx);
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, chan_recv, 2);
+  lua_setfield(L, -2, "recv");
   lua_pushvalue(L, loopidx);
   lua_pushvalue(L, loopidx);
-  lua_pushcclosure(L, chan_next, 1);
+  lua_pushvalue(L, -4);
+  lua_pushcclosure(L, chan_next, 2);
   lua_pushcclosure(L, chan_iter, 2);
   lua_setfield(L, -2, "iter");
   lua_pop(L, 2);

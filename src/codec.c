@@ -96,10 +96,10 @@ typedef struct enc {
 static void encode_value(enc *e, int idx, int level);
 static int encode_seen(enc *e, int idx);
 
-static void reserve(enc *e, size_t k) {
+/* Grow the buffer to hold 'k' more bytes (they do not fit). */
+static void grow(enc *e, size_t k) {
   size_t cap = e->cap;
   char *p;
-  if (cap - e->n >= k) return;
   while (cap - e->n < k) {
     if (cap > SIZE_MAX / 2) luaL_error(e->L, "message too large");
     cap *= 2;
@@ -111,22 +111,22 @@ static void reserve(enc *e, size_t k) {
   e->cap = cap;
 }
 
-static void put(enc *e, const void *s, size_t k) {
-  reserve(e, k);
-  memcpy(e->p + e->n, s, k);
+static inline void put(enc *e, const void *s, size_t k) {
+  if (e->cap - e->n < k) grow(e, k);
+  memcpy(e->p + e->n, s, k);  /* inlined: k is mostly a constant */
   e->n += k;
 }
 
-static void putbyte(enc *e, int b) {
+static inline void putbyte(enc *e, int b) {
   unsigned char c = (unsigned char)b;
   put(e, &c, 1);
 }
 
-static void putu32(enc *e, uint32_t v) {
+static inline void putu32(enc *e, uint32_t v) {
   put(e, &v, sizeof v);
 }
 
-static void putu64(enc *e, uint64_t v) {
+static inline void putu64(enc *e, uint64_t v) {
   put(e, &v, sizeof v);
 }
 
