@@ -314,55 +314,42 @@ static int encode_seen(enc *e, int idx) {
   return 0;
 }
 
-/* The array part 1..n up to the first nil; returns n. */
-static uint32_t encode_array(enc *e, int idx, int level) {
-  lua_State *L = e->L;
-  uint32_t n = 0;
-  e->path[level].kind = P_INDEX;
-  while (lua_rawgeti(L, idx, (lua_Integer)n + 1) != LUA_TNIL) {
-    e->path[level].i = ++n;
-    encode_value(e, lua_gettop(L), level + 1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return n;
-}
-
-/* Every other key/value pair; returns how many. */
-static uint32_t encode_hash(enc *e, int idx, int level, uint32_t narr) {
-  lua_State *L = e->L;
-  uint32_t n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    int top = lua_gettop(L);
-    lua_Integer k = lua_isinteger(L, top - 1) ? lua_tointeger(L, top - 1) : 0;
-    if (k < 1 || k > (lua_Integer)narr) {  /* not in the array part */
-      e->path[level].kind = P_KEY;
-      e->path[level].idx = top - 1;
-      encode_value(e, top - 1, level + 1);
-      e->path[level].kind = P_VALUE;
-      encode_value(e, top, level + 1);
-      n++;
-    }
-    lua_pop(L, 1);
-  }
-  return n;
-}
-
-/* Raw contents only: metatables are not copied. */
+/* Raw contents only: metatables are not copied. One traversal: while its
+** keys come as 1, 2, 3, ... (lua_next gives the array part first, in
+** order) the values go to the array part; from the first key that breaks
+** the run, every pair goes to the hash part. */
 static void encode_table(enc *e, int idx, int level) {
-  uint32_t narr, nhash;
+  lua_State *L = e->L;
+  uint32_t narr = 0, nhash = 0;
+  int inarray = 1;
   size_t at;
   if (encode_seen(e, idx)) return;
   if (level > MAXDEPTH)
     fail(e, level, "table nested deeper than " MAXDEPTH_S " levels");
-  luaL_checkstack(e->L, 4, NULL);
+  if (level > 1) luaL_checkstack(L, 4, NULL);  /* encode() checked level 1 */
   putbyte(e, T_TABLE);
   at = e->n;
   putu32(e, 0);
   putu32(e, 0);
-  narr = encode_array(e, idx, level);
-  nhash = encode_hash(e, idx, level, narr);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int top = lua_gettop(L);
+    if (inarray && lua_isinteger(L, top - 1) &&
+        lua_tointeger(L, top - 1) == (lua_Integer)narr + 1) {
+      e->path[level].kind = P_INDEX;
+      e->path[level].i = ++narr;
+    }
+    else {
+      inarray = 0;
+      e->path[level].kind = P_KEY;
+      e->path[level].idx = top - 1;
+      encode_value(e, top - 1, level + 1);
+      e->path[level].kind = P_VALUE;
+      nhash++;
+    }
+    encode_value(e, top, level + 1);
+    lua_pop(L, 1);
+  }
   memcpy(e->p + at, &narr, sizeof narr);
   memcpy(e->p + at + sizeof narr, &nhash, sizeof nhash);
 }
