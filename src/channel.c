@@ -83,13 +83,14 @@ static int chan_mutex_init(uv_mutex_t *mu) {
 #endif
 }
 
-/* The channel at 1. send, recv and the iter step have the channel
-** metatable as upvalue 2: a box with that metatable is one (no lookup by
-** name); any other value takes the general check. */
+/* The channel at 1. send, recv and the iter step have the address of
+** the channel metatable (which the registry keeps) as upvalue 2: a full
+** userdata with that metatable is a channel's box, found with no lookup
+** by name; any other value takes the general check. */
 static cr_chan *checkchan(lua_State *L) {
   cr_shared **box = (cr_shared **)lua_touserdata(L, 1);
   if (box != NULL && lua_getmetatable(L, 1)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(2));
+    int same = lua_topointer(L, -1) == lua_touserdata(L, lua_upvalueindex(2));
     lua_pop(L, 1);
     if (same && *box != NULL) return (cr_chan *)*box;
   }
@@ -599,16 +600,16 @@ void cr_channel_open_lib(lua_State *L) {
   luaL_getmetatable(L, CR_CHAN_MT);
   lua_getfield(L, -1, "__index");  /* [.., mt, methods] */
   lua_pushvalue(L, loopidx);
-  lua_pushvalue(L, -3);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -3));
   lua_pushcclosure(L, chan_send, 2);
   lua_setfield(L, -2, "send");
   lua_pushvalue(L, loopidx);
-  lua_pushvalue(L, -3);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -3));
   lua_pushcclosure(L, chan_recv, 2);
   lua_setfield(L, -2, "recv");
   lua_pushvalue(L, loopidx);
   lua_pushvalue(L, loopidx);
-  lua_pushvalue(L, -4);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -4));
   lua_pushcclosure(L, chan_next, 2);
   lua_pushcclosure(L, chan_iter, 2);
   lua_setfield(L, -2, "iter");
