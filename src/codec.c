@@ -473,11 +473,60 @@ size_t cr_msg_size(const cr_msg *m) {
   return m->len;
 }
 
+/* One nil, boolean, number or short string written straight into slot
+** 's' (the bytes encode() would write); 0 for anything else. */
+static int encode_scalar(lua_State *L, int idx, cr_msgslot *s) {
+  char *p = s->data;
+  uint32_t one = 1, none = 0;
+  size_t len;
+  const char *str;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: p[HEADER] = T_NIL; len = HEADER + 1; break;
+    case LUA_TBOOLEAN:
+      p[HEADER] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
+      len = HEADER + 1;
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        p[HEADER] = T_INT;
+        memcpy(p + HEADER + 1, &i, sizeof i);
+      }
+      else {
+        lua_Number x = lua_tonumber(L, idx);
+        p[HEADER] = T_FLT;
+        memcpy(p + HEADER + 1, &x, sizeof x);
+      }
+      len = HEADER + 9;
+      break;
+    case LUA_TSTRING: {
+      uint64_t n;
+      str = lua_tolstring(L, idx, &len);
+      if (len > CR_SLOT_BYTES - (HEADER + 9)) return 0;
+      n = len;
+      p[HEADER] = T_STR;
+      memcpy(p + HEADER + 1, &n, sizeof n);
+      memcpy(p + HEADER + 9, str, len);
+      len += HEADER + 9;
+      break;
+    }
+    default: return 0;
+  }
+  p[0] = MAGIC;
+  p[1] = 0;
+  memcpy(p + 2, &one, sizeof one);
+  memcpy(p + 6, &none, sizeof none);
+  s->big = NULL;
+  s->len = (uint32_t)len;
+  return 1;
+}
+
 /* Encode into slot 's': in place when small enough, else malloc'd. */
 void cr_codec_encode_slot(lua_State *L, int first, int n, const char *what,
                           int flags, cr_msgslot *s) {
   enc e;
   int top = lua_gettop(L);
+  if (n == 1 && encode_scalar(L, first, s)) return;
   encode(&e, L, first, n, what, flags);
   if (e.n > CR_SLOT_BYTES) {
     cr_msg *m = (cr_msg *)malloc(sizeof *m + e.n);
