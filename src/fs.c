@@ -67,7 +67,7 @@ static void opfree(fsop *op) {
 /* The task parked on 'op', or NULL once it was cancelled. */
 static cr_task *waiter(fsop *op) {
   if (cr_list_empty(&op->waiters)) return NULL;
-  return cr_container_of(cr_list_head(&op->waiters), cr_task, wnode);
+  return cr_wait_owner(cr_wait_first(&op->waiters));
 }
 
 /* Nobody waits for the result any more. */
@@ -246,9 +246,7 @@ static void drive(fsop *op) {
   if (s == S_PENDING) return;
   op->done = 1;
   if (!op->parked) return;
-  if (waiter(op) != NULL)
-    cr_task_wake(waiter(op), CR_OK);
-  else
+  if (cr_wait_wakeone(&op->waiters, CR_OK) == NULL)
     opfree(op);
 }
 
@@ -449,7 +447,7 @@ static int start(lua_State *L, int kind, const char *fname) {
   if (op->done) return results(L, op);
   op->parked = 1;
   lua_settop(L, 0);
-  return cr_task_park(L, me, &op->waiters, -1, (lua_KContext)op, fs_k);
+  return cr_wait_on(L, me, &op->waiters, -1, (lua_KContext)op, fs_k);
 }
 
 /* fs.read(path) -> string | nil, err */

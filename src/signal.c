@@ -95,9 +95,6 @@ static void pushlist(lua_State *L, int which) {
 ** Watchers
 ** ================================================================== */
 
-static cr_task *first(cr_list *waiters) {
-  return cr_container_of(cr_list_head(waiters), cr_task, wnode);
-}
 
 static int schedule(lua_State *L) {
   cr_sigwatch *w = (cr_sigwatch *)lua_touserdata(L, 1);
@@ -136,8 +133,7 @@ static void fire(cr_sigwatch *w) {
 static void on_signal(uv_signal_t *h, int signum) {
   cr_sigwatch *w = (cr_sigwatch *)h->data;
   (void)signum;
-  while (!cr_list_empty(&w->waiters))
-    cr_task_wake(first(&w->waiters), CR_OK);
+  cr_wait_wakeall(&w->waiters, CR_OK);
   if (w->nhandlers > 0) fire(w);
 }
 
@@ -263,7 +259,7 @@ static int signal_wait(lua_State *L) {
     return sigerror(L, "signal.wait", r);
   }
   lua_settop(L, 0);
-  return cr_task_park(L, me, &w->waiters, timeout, (lua_KContext)w, wait_k);
+  return cr_wait_on(L, me, &w->waiters, timeout, (lua_KContext)w, wait_k);
 }
 
 /* signal.on(name, fn) -> handler: fn(name) runs as a callback each time
