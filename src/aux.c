@@ -14,7 +14,7 @@
 /* The optional timeout at 'arg': seconds >= 0, or -1 for none. */
 double cr_opttimeout(lua_State *L, int arg) {
   double d;
-  if (lua_type(L, arg) <= LUA_TNIL) return -1;  /* none or nil */
+  if (lua_gettop(L) < arg || lua_isnil(L, arg)) return -1;
   d = luaL_checknumber(L, arg);
   luaL_argcheck(L, d >= 0 && d == d, arg, "timeout must be >= 0");
   return d;

@@ -409,7 +409,18 @@ int cr_wait_on(lua_State *L, cr_task *t, cr_list *list, double timeout,
 int cr_wait_wake(cr_waiter *w, int outcome);
 cr_task *cr_wait_wakeone(cr_list *list, int outcome);
 void cr_wait_wakeall(cr_list *list, int outcome);
-int cr_wait_give(lua_State *L, cr_list *list, int vidx);
+int cr_wait_givecase(lua_State *L, cr_list *list, int vidx);
+/* Hand the value at 'vidx' to the first live waiter of 'list' and wake it
+** (CR_OK): the value is what its park returns. 0 when nobody waits.
+** Inline: a plain task first is the hot path of every queue hand-over. */
+static inline int cr_wait_give(lua_State *L, cr_list *list, int vidx) {
+  cr_waiter *w;
+  if (cr_list_empty(list)) return 0;
+  w = cr_wait_first(list);
+  if (w->group != NULL) return cr_wait_givecase(L, list, vidx);
+  cr_task_wakewith(L, cr_container_of(w, cr_task, w), vidx);
+  return 1;
+}
 cr_waiter *cr_wait_takeoffer(lua_State *L, cr_list *list);
 void cr_wait_accepted(cr_waiter *w);
 void cr_wait_pushoffer(lua_State *L, cr_waiter *w);

@@ -247,7 +247,7 @@ static void take(lua_State *L, cr_queue *q, int qidx) {
 /* Give the value at 'vidx' to the first waiting getter (a task or a
 ** select case); 0 when nobody waits. */
 static int handoff(lua_State *L, cr_queue *q, int vidx) {
-  if (cr_list_empty(&q->getters) || !cr_wait_give(L, &q->getters, vidx))
+  if (!cr_wait_give(L, &q->getters, vidx))
     return 0;
   q->unfinished++;
   return 1;
@@ -321,17 +321,23 @@ static int putnow(lua_State *L, cr_queue *q) {
   return 1;
 }
 
-/* Continuations: the outcome of a parked put, get, iter or join. */
+/* Continuations: the outcome of a parked put, get, iter or join. The
+** context is the parked task with the kind of wait in its low bits (a
+** task is a userdata: aligned to 8), which spares a loop look-up. */
+enum { W_PUT, W_GET, W_ITER, W_JOIN };
+#define WCTX(t, kind) ((lua_KContext)(t) | (kind))
+
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  cr_task *t = cr_loop_get(L)->current;
+  cr_task *t = (cr_task *)(ctx & ~(lua_KContext)3);
+  int kind = (int)(ctx & 3);
   (void)status;
   switch (cr_task_outcome(L, t)) {
     case CR_TIMEOUT: return cr_pushfail(L, "timeout");
     case CR_CLOSED:
-      if (ctx == 'i') return 0;
+      if (kind == W_ITER) return 0;
       return cr_pushfail(L, "closed");
     default:
-      if (ctx == 'g' || ctx == 'i') return 1;  /* the item handed over */
+      if (kind == W_GET || kind == W_ITER) return 1;  /* the item handed over */
       lua_pushboolean(L, 1);
       return 1;
   }
@@ -346,7 +352,7 @@ static int queue_put(lua_State *L) {
   if (handoff(L, q, ITEM_ARG)) return pushtrue(L);
   t = cr_task_enter(L, q->loop, "put");
   lua_settop(L, ITEM_ARG);  /* the item on top: what it offers (wait.c) */
-  return cr_wait_on(L, t, &q->putters, timeout, 'p', wait_k);
+  return cr_wait_on(L, t, &q->putters, timeout, WCTX(t, W_PUT), wait_k);
 }
 
 static int queue_get(lua_State *L) {
@@ -356,7 +362,7 @@ static int queue_get(lua_State *L) {
   if (q->n > 0 || q->closed) return poll(L, q, 1);
   t = cr_task_enter(L, q->loop, "get");
   if (lua_gettop(L) > 1) lua_settop(L, 1);
-  return cr_wait_on(L, t, &q->getters, timeout, 'g', wait_k);
+  return cr_wait_on(L, t, &q->getters, timeout, WCTX(t, W_GET), wait_k);
 }
 
 static int queue_put_nowait(lua_State *L) {
@@ -377,7 +383,7 @@ static int queue_next(lua_State *L) {
   if (q->closed) return 0;
   t = cr_task_enter(L, q->loop, "iter");
   lua_settop(L, 1);
-  return cr_wait_on(L, t, &q->getters, -1, 'i', wait_k);
+  return cr_wait_on(L, t, &q->getters, -1, WCTX(t, W_ITER), wait_k);
 }
 
 static int queue_iter(lua_State *L) {
@@ -407,7 +413,7 @@ static int queue_join(lua_State *L) {
   }
   t = cr_task_enter(L, q->loop, "join");
   lua_settop(L, 1);
-  return cr_wait_on(L, t, &q->joiners, timeout, 'j', wait_k);
+  return cr_wait_on(L, t, &q->joiners, timeout, WCTX(t, W_JOIN), wait_k);
 }
 
 static int queue_close(lua_State *L) {

@@ -98,15 +98,19 @@ static int pushtrue(lua_State *L) {
 }
 
 /* The outcome of a plain wait: true, nil,"timeout" or nil,"broken"; a
-** hold() returns its object instead of true. */
+** hold() returns its object instead of true. The context is the parked
+** task (a userdata: aligned to 8) with HOLD in its low bit for a hold(). */
+#define HOLD 1
+#define WCTX(t, hold) ((lua_KContext)(t) | ((hold) ? HOLD : 0))
+
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  cr_task *t = cr_loop_get(L)->current;
+  cr_task *t = (cr_task *)(ctx & ~(lua_KContext)HOLD);
   (void)status;
   switch (cr_task_outcome(L, t)) {
     case CR_TIMEOUT: return cr_pushfail(L, "timeout");
     case CR_BROKEN: return cr_pushfail(L, "broken");
     default:
-      if (ctx == 'h') {
+      if (ctx & HOLD) {
         lua_settop(L, 1);
         return 1;
       }
@@ -163,7 +167,8 @@ static int lock_acquire_(lua_State *L, int ctx, const char *fname) {
     return ctx == 'h' ? 1 : pushtrue(L);
   }
   lua_settop(L, 1);
-  return cr_wait_on(L, me, &k->waiters, timeout, ctx, wait_k);
+  return cr_wait_on(L, me, &k->waiters, timeout, WCTX(me, ctx == 'h'),
+                    wait_k);
 }
 
 static int lock_acquire(lua_State *L) {
@@ -239,7 +244,8 @@ static int sem_acquire_(lua_State *L, int ctx, const char *fname) {
   }
   me = cr_task_enter(L, s->loop, fname);
   lua_settop(L, 1);
-  return cr_wait_on(L, me, &s->waiters, timeout, ctx, wait_k);
+  return cr_wait_on(L, me, &s->waiters, timeout, WCTX(me, ctx == 'h'),
+                    wait_k);
 }
 
 static int sem_acquire(lua_State *L) {
@@ -336,7 +342,7 @@ static int event_wait(lua_State *L) {
   if (e->set) return pushtrue(L);
   me = cr_task_enter(L, e->loop, "wait");
   lua_settop(L, 1);
-  return cr_wait_on(L, me, &e->waiters, timeout, 'w', wait_k);
+  return cr_wait_on(L, me, &e->waiters, timeout, WCTX(me, 0), wait_k);
 }
 
 static int event_tostring(lua_State *L) {

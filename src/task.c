@@ -1135,7 +1135,7 @@ void cr_task_open_lib(lua_State *L) {
 /* Push the value at 'vidx' of L on the coroutine of parked (or woken, not
 ** yet resumed) task 't': one more value its continuation gets. A task
 ** parks in a C function, whose frame has room for LUA_MINSTACK values. */
-void cr_task_give(lua_State *L, cr_task *t, int vidx) {
+static void give(lua_State *L, cr_task *t, int vidx) {
   assert(t->status == CR_PENDING && t->loop->current != t);
   if (lua_gettop(t->co) >= LUA_MINSTACK - 1) lua_checkstack(t->co, 1);
   lua_pushvalue(L, vidx);
@@ -1143,9 +1143,13 @@ void cr_task_give(lua_State *L, cr_task *t, int vidx) {
   t->nargs++;
 }
 
+void cr_task_give(lua_State *L, cr_task *t, int vidx) {
+  give(L, t, vidx);
+}
+
 /* cr_task_give, then wake 't' (CR_OK): a hand-over to a parked task. */
 void cr_task_wakewith(lua_State *L, cr_task *t, int vidx) {
-  cr_task_give(L, t, vidx);
+  give(L, t, vidx);
   cr_task_wake(t, CR_OK);
 }
 

@@ -68,9 +68,10 @@ void cr_wait_wakeall(cr_list *list, int outcome) {
   while (!cr_list_empty(list)) cr_wait_wake(cr_wait_first(list), outcome);
 }
 
-/* Hand the value at 'vidx' to the first live waiter of 'list' and wake it
-** (CR_OK): the value is what its park returns. 0 when nobody waits. */
-int cr_wait_give(lua_State *L, cr_list *list, int vidx) {
+/* cr_wait_give (corun.h) when the first waiter is a case: hand the value
+** at 'vidx' to the first live waiter of 'list' and wake it (CR_OK); 0
+** when nobody waits. */
+int cr_wait_givecase(lua_State *L, cr_list *list, int vidx) {
   while (!cr_list_empty(list)) {
     cr_waiter *w = cr_wait_first(list);
     cr_task *t = cr_wait_owner(w);
