@@ -96,20 +96,6 @@ int cr_nomem(lua_State *L) {
 /* Light-userdata registry keys of the hot metatables. */
 const char cr_task_mtkey = 0, cr_queue_mtkey = 0;
 
-/* The userdata at 'idx' if it is 'size' bytes long and holds 'magic' at
-** offset 'moff' (one of corun's own objects), else NULL. Cheaper than
-** luaL_testudata, which looks the metatable up by name. */
-void *cr_toudata(lua_State *L, int idx, size_t size, size_t moff,
-                 unsigned magic) {
-  void *p;
-  /* lua_rawlen is 0 for a light userdata, and lua_touserdata NULL for a
-  ** string or table of that length: two calls instead of three. */
-  if (lua_rawlen(L, idx) != size || (p = lua_touserdata(L, idx)) == NULL)
-    return NULL;
-  if (*(unsigned *)((char *)p + moff) != magic) return NULL;
-  return p;
-}
-
 /* Set the metatable registered under 'key' on the value on top. */
 void cr_setmetatable(lua_State *L, const char *key) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, key);

@@ -4,15 +4,21 @@
 ** cross-file functions (cr_<file>_<verb>). Nothing here is exported from the
 ** shared object but luaopen_corun_core.
 **
-** Invariants:
+** Invariants (assert()ed in Debug builds; NDEBUG elsewhere):
 ** - One cr_loop per lua_State (per OS thread); only loop.c resumes tasks.
-** - A task is in at most one of: the ready queue (s.node linked), a wait
-**   list (w.node linked). Its timer (t.slot >= 0) may be armed while it
-**   waits. A finished task may sit in the loop's 'failed' list via s.node.
+** - A task is in at most one of: the ready queue ('node' linked), a wait
+**   list (its waiter 'w' linked). Its timer (timer.slot >= 0) may be armed
+**   while it waits. A finished task may sit in the loop's 'failed' anchor
+**   table, never in a list.
+** - A task parks either on one wait list (its own waiter, w.group NULL) or
+**   on a wait group (w.group set, its own waiter unlinked: the group's
+**   cases are the waiters); never both (wait.c).
 ** - Waking a task writes its outcome, unlinks it from its wait list and its
 **   timer, and appends it to the ready queue. Values handed to a woken task
 **   are pushed on its coroutine's stack and counted in 'nargs': they are the
 **   arguments of its next lua_resume, i.e. what its continuation sees.
+** - Only task.c writes the fields of a cr_task; other files call its
+**   functions.
 */
 
 #ifndef corun_h
@@ -79,6 +85,15 @@ typedef struct cr_entry {
   CR_ENTRY_HEAD;
 } cr_entry;
 
+/* A waiter (wait.c): one entry of a primitive's wait list. It is either
+** the one a task embeds ('group' NULL: the task itself waits there) or
+** the one a case of a wait group embeds ('group' its group: the task is
+** group->task, parked on the group). Lists of queues hold both kinds. */
+typedef struct cr_waiter {
+  cr_list node;               /* in a wait list while linked */
+  cr_wgroup *group;           /* NULL: a task's own waiter; else a case's */
+} cr_waiter;
+
 /* A task: kept small, since a sleeping task costs this plus a coroutine
 ** (112 bytes: with its two uservalues, just inside a 208-byte chunk). */
 typedef struct cr_task {
@@ -94,8 +109,14 @@ typedef struct cr_task {
   unsigned char scope_cancel : 1;  /* a scope inside the shield expired */
   unsigned char has_ctx : 1;  /* its aux table holds a context (ctx) */
   int ncancel;                /* cancel requests not yet withdrawn */
-  cr_list wnode;              /* in a primitive's wait list while parked */
-  cr_wgroup *wg;              /* a cross-thread wait (channel, future) */
+  union {                     /* its waiter, under two names */
+    cr_waiter w;
+    struct {
+      cr_list wnode;          /* in a primitive's wait list while parked */
+      cr_wgroup *wg;          /* parked on a wait group (select, channel,
+                              ** future): then wnode is unlinked */
+    };
+  };
   cr_list joiners;            /* tasks parked in join on this one */
   lua_State *co;              /* the coroutine, owned via uservalue CR_TUV_CO */
   cr_loop *loop;
@@ -124,7 +145,7 @@ struct cr_loop {
   uv_loop_t uv;
   uv_timer_t timer;           /* armed to the earliest deadline when blocking */
   uv_signal_t sigint;         /* the runner's SIGINT watcher */
-  cr_list ready;              /* FIFO of cr_sched: tasks and callbacks */
+  cr_list ready;              /* FIFO of cr_entry: tasks and callbacks */
   cr_list gathers;            /* parked gathers that fail fast (gather.c) */
   cr_heap timers;             /* owned: min-heap of armed timers */
   cr_refs refs[CR_LUV_N + 1]; /* anchor keys, by CR_LUV_* slot */
@@ -237,10 +258,18 @@ typedef struct cr_lockable {
   uv_mutex_t mu;
 } cr_lockable;
 
-/* One case of a wait group: linked in its object's waiter list. */
+/* One case of a wait group: a waiter linked in its object's waiter list
+** (a channel's under its mutex; a queue's in the owner's thread). For a
+** select, the case table is argument index + 1 of the owner's frame (a
+** put case's value is its field 3: see cr_wait_pushoffer). */
 typedef struct cr_case {
-  cr_list node;               /* in the object's list, under its mutex */
-  cr_wgroup *group;
+  union {
+    cr_waiter w;
+    struct {
+      cr_list node;           /* in the object's list */
+      cr_wgroup *group;       /* never NULL */
+    };
+  };
   cr_lockable *obj;           /* retained while linked */
   cr_msgslot offer;           /* a send: the message offered */
   int index;                  /* position in the group */
@@ -354,6 +383,10 @@ void cr_loop_pushanchors(lua_State *L, int slot);
 int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
                      double delay);
 void cr_loop_open_lib(lua_State *L);
+/* loop.c: callback handles (corun.call_soon, call_later) */
+void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h);
+void cr_handle_timer(cr_loop *lp, cr_handle *h);
+void cr_handle_drop_all(lua_State *L, cr_loop *lp);
 
 /* task.c */
 cr_task *cr_task_enter(lua_State *L, cr_loop *lp, const char *fname);
@@ -378,9 +411,44 @@ void cr_task_notify(lua_State *L, int tidx, int qidx);
 int cr_task_pushresults(lua_State *L, cr_task *t, int idx);
 int cr_pushcancelled(lua_State *L, int msgidx);
 void cr_task_open_lib(lua_State *L);
-void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h);
-void cr_handle_timer(cr_loop *lp, cr_handle *h);
-void cr_handle_drop_all(lua_State *L, cr_loop *lp);
+/* task.c: what other files may change in a task */
+void cr_task_give(lua_State *L, cr_task *t, int vidx);
+void cr_task_wakewith(lua_State *L, cr_task *t, int vidx);
+void cr_task_gave(cr_task *t, int n);
+void cr_task_setshielded(cr_task *t, int on);
+void cr_task_setgroup(cr_task *t, cr_wgroup *g);
+int cr_task_takeoutcome(cr_task *t);
+int cr_task_raisecancel(lua_State *L, cr_task *t);
+
+/* wait.c: wait lists of waiters (tasks and cases), in the loop's thread */
+static inline cr_task *cr_wait_owner(cr_waiter *w) {
+  return w->group == NULL ? cr_container_of(w, cr_task, w) : w->group->task;
+}
+static inline cr_waiter *cr_wait_first(cr_list *list) {
+  return cr_container_of(cr_list_head(list), cr_waiter, node);
+}
+int cr_wait_on(lua_State *L, cr_task *t, cr_list *list, double timeout,
+               lua_KContext ctx, lua_KFunction k);
+int cr_wait_wake(cr_waiter *w, int outcome);
+cr_task *cr_wait_wakeone(cr_list *list, int outcome);
+void cr_wait_wakeall(cr_list *list, int outcome);
+int cr_wait_givecase(lua_State *L, cr_list *list, int vidx);
+/* Hand the value at 'vidx' to the first live waiter of 'list' and wake it
+** (CR_OK): the value is what its park returns. 0 when nobody waits.
+** Inline: a plain task first is the hot path of every queue hand-over. */
+static inline int cr_wait_give(lua_State *L, cr_list *list, int vidx) {
+  cr_waiter *w;
+  if (cr_list_empty(list)) return 0;
+  w = cr_wait_first(list);
+  if (w->group != NULL) return cr_wait_givecase(L, list, vidx);
+  cr_task_wakewith(L, cr_container_of(w, cr_task, w), vidx);
+  return 1;
+}
+cr_waiter *cr_wait_takeoffer(lua_State *L, cr_list *list);
+void cr_wait_accepted(cr_waiter *w);
+void cr_wait_pushoffer(lua_State *L, cr_waiter *w);
+int cr_wait_count(cr_list *list);
+int cr_wait_giveup(cr_task *t);
 
 /* inspect.c */
 void cr_inspect_add(cr_lhandle *lh);
@@ -427,8 +495,20 @@ const char *cr_fname(lua_State *L);
 int cr_nomem(lua_State *L);
 int cr_badarg(lua_State *L, int arg, const char *fname, const char *msg);
 void cr_checkcallable(lua_State *L, int arg);
-void *cr_toudata(lua_State *L, int idx, size_t size, size_t moff,
-                 unsigned magic);
+/* The full userdata at 'idx' if it has 'size' bytes and 'magic' at offset
+** 'moff' (one of corun's own objects), else NULL. Cheaper than
+** luaL_testudata, which looks the metatable up by name; inline, since
+** every method call of a queue, lock, ... starts with it. lua_rawlen is 0
+** for a light userdata, and lua_touserdata NULL for a string or table of
+** that length: two calls instead of three. */
+static inline void *cr_toudata(lua_State *L, int idx, size_t size,
+                               size_t moff, unsigned magic) {
+  void *p;
+  if (lua_rawlen(L, idx) != size || (p = lua_touserdata(L, idx)) == NULL)
+    return NULL;
+  if (*(unsigned *)((char *)p + moff) != magic) return NULL;
+  return p;
+}
 #define cr_testobj(L, idx, type, magicv) \
   ((type *)cr_toudata(L, idx, sizeof(type), offsetof(type, magic), magicv))
 void cr_setmetatable(lua_State *L, const char *key);
