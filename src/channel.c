@@ -173,7 +173,7 @@ static int chan_k(lua_State *L, int status, lua_KContext ctx) {
   int outcome = g->outcome;
   cr_msgslot m = g->msg;
   (void)status;
-  me->wg = NULL;
+  cr_task_setgroup(me, NULL);
   g->msg.big = NULL;  /* moved to m */
   g->msg.len = 0;
   if (me->outcome != CR_OK) {  /* timed out or cancelled: the owner won */
@@ -417,7 +417,7 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
   int which = g->which, outcome = g->outcome, send = 0, queue = 0;
   cr_msgslot m = g->msg;
   (void)status; (void)ctx;
-  me->wg = NULL;
+  cr_task_setgroup(me, NULL);
   g->msg.big = NULL;  /* moved to m */
   g->msg.len = 0;
   if (which >= 0) {

@@ -1165,7 +1165,7 @@ void cr_task_setshielded(cr_task *t, int on) {
   t->shielded = (unsigned char)(on != 0);
 }
 
-/* 't' parks on wait group 'g' (channel.c, future.c), or no longer (NULL). */
+/* 't' parks on wait group 'g' (waitgroup.c), or no longer (NULL). */
 void cr_task_setgroup(cr_task *t, cr_wgroup *g) {
   assert(g == NULL || !cr_list_linked(&t->wnode));
   t->wg = g;

@@ -19,7 +19,7 @@
 **
 ** These functions are for loop-local lists (the caller runs in the loop's
 ** thread). Channels, whose lists other threads touch under the channel's
-** mutex, complete their cases with cr_wait_complete (channel.c).
+** mutex, complete their cases with cr_wait_complete (waitgroup.c).
 */
 
 #include <assert.h>

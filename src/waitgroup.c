@@ -179,7 +179,7 @@ int cr_wait_detach(cr_task *t) {
 /* A task is closed for good while it waits on its group. */
 void cr_wait_abandon(cr_task *t) {
   cr_wgroup *g = t->wg;
-  t->wg = NULL;
+  cr_task_setgroup(t, NULL);
   if (detach(g, t->loop))
     cr_wait_free(g);
   else
@@ -255,7 +255,7 @@ int cr_wait_park(lua_State *L, cr_task *t, cr_wgroup *g, double timeout,
   int i;
   for (i = 0; i < g->ncases; i++)
     if (!g->cases[i].queue) g->remote = 1;
-  t->wg = g;
+  cr_task_setgroup(t, g);
   if (g->remote) cr_loop_remote(t->loop, 1);
   return cr_task_park(L, t, NULL, timeout, ctx, k);
 }
