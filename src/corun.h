@@ -5,7 +5,8 @@
 ** shared object but luaopen_corun_core.
 **
 ** Invariants (assert()ed in Debug builds; NDEBUG elsewhere):
-** - One cr_loop per lua_State (per OS thread); only loop.c resumes tasks.
+** - One cr_loop per lua_State (per OS thread); only its driver resumes
+**   tasks (loop.c's cr_loop_run, through cr_task_dispatch), one at a time.
 ** - A task is in at most one of: the ready queue ('node' linked), a wait
 **   list (its waiter 'w' linked). Its timer (timer.slot >= 0) may be armed
 **   while it waits. A finished task may sit in the loop's 'failed' anchor
@@ -18,7 +19,8 @@
 **   are pushed on its coroutine's stack and counted in 'nargs': they are the
 **   arguments of its next lua_resume, i.e. what its continuation sees.
 ** - Only task.c writes the fields of a cr_task; other files call its
-**   functions.
+**   functions (cr_task_give, cr_task_setgroup, ...). channel.c's wait
+**   groups still set 'wg' themselves, to move onto cr_task_setgroup.
 */
 
 #ifndef corun_h
