@@ -466,7 +466,12 @@ int cr_argerror(lua_State *L, int arg, const char *fname, const char *msg);
 int cr_signum(lua_State *L, int arg, const char *def);
 const char *cr_signame(int sig);
 extern const char cr_task_mtkey, cr_queue_mtkey;  /* registry keys */
-double cr_opttimeout(lua_State *L, int arg);
+double cr_opttimeout_arg(lua_State *L, int arg);
+/* The optional timeout at 'arg': seconds >= 0, or -1 for none (inline:
+** most calls have none). */
+static inline double cr_opttimeout(lua_State *L, int arg) {
+  return lua_gettop(L) < arg ? -1 : cr_opttimeout_arg(L, arg);
+}
 int cr_pushfail(lua_State *L, const char *why);
 int cr_iscallable(lua_State *L, int idx);
 const char *cr_describe(lua_State *L, int idx);
