@@ -60,7 +60,8 @@ enum { CR_PENDING, CR_DONE, CR_FAILED, CR_CANCELLED_ST };
 
 /* Uservalue slots of a task. The "aux" value is nil, the name (a string),
 ** one done callback (not a table), or a table {name =, msg = cancel
-** message, traceback =, [i] = done callbacks}; it lives in CR_TUV_VALUE
+** message, traceback =, ctx = context (corun.context_var), [i] = done
+** callbacks}; it lives in CR_TUV_VALUE
 ** while the task is alive and in CR_TUV_CO once it has finished. */
 enum {
   CR_TUV_CO = 1,      /* the coroutine while alive; then the aux value */
@@ -257,7 +258,8 @@ typedef struct cr_case {
       cr_wgroup *group;       /* never NULL */
     };
   };
-  cr_lockable *obj;           /* retained while linked */
+  cr_lockable *obj;           /* a channel or future, retained while
+                              ** linked; NULL for a queue case */
   cr_msg *offer;              /* a send: the message offered */
   int index;                  /* position in the group */
   int send;                   /* a send case (else receive or wait) */
