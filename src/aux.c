@@ -11,10 +11,10 @@
 
 #include "corun.h"
 
-/* The optional timeout at 'arg': seconds >= 0, or -1 for none. */
-double cr_opttimeout(lua_State *L, int arg) {
+/* cr_opttimeout (corun.h) when there is an argument 'arg'. */
+double cr_opttimeout_arg(lua_State *L, int arg) {
   double d;
-  if (lua_gettop(L) < arg || lua_isnil(L, arg)) return -1;
+  if (lua_isnil(L, arg)) return -1;
   d = luaL_checknumber(L, arg);
   luaL_argcheck(L, d >= 0 && d == d, arg, "timeout must be >= 0");
   return d;

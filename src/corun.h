@@ -5,7 +5,8 @@
 ** shared object but luaopen_corun_core.
 **
 ** Invariants (assert()ed in Debug builds; NDEBUG elsewhere):
-** - One cr_loop per lua_State (per OS thread); only loop.c resumes tasks.
+** - One cr_loop per lua_State (per OS thread); only its driver resumes
+**   tasks (loop.c's cr_loop_run, through cr_task_dispatch), one at a time.
 ** - A task is in at most one of: the ready queue ('node' linked), a wait
 **   list (its waiter 'w' linked). Its timer (timer.slot >= 0) may be armed
 **   while it waits. A finished task may sit in the loop's 'failed' anchor
@@ -18,7 +19,7 @@
 **   are pushed on its coroutine's stack and counted in 'nargs': they are the
 **   arguments of its next lua_resume, i.e. what its continuation sees.
 ** - Only task.c writes the fields of a cr_task; other files call its
-**   functions.
+**   functions (cr_task_give, cr_task_setgroup, ...).
 */
 
 #ifndef corun_h
@@ -58,7 +59,8 @@ enum { CR_PENDING, CR_DONE, CR_FAILED, CR_CANCELLED_ST };
 
 /* Uservalue slots of a task. The "aux" value is nil, the name (a string),
 ** one done callback (not a table), or a table {name =, msg = cancel
-** message, traceback =, [i] = done callbacks}; it lives in CR_TUV_VALUE
+** message, traceback =, ctx = context (corun.context_var), [i] = done
+** callbacks}; it lives in CR_TUV_VALUE
 ** while the task is alive and in CR_TUV_CO once it has finished. */
 enum {
   CR_TUV_CO = 1,      /* the coroutine while alive; then the aux value */
@@ -270,7 +272,8 @@ typedef struct cr_case {
       cr_wgroup *group;       /* never NULL */
     };
   };
-  cr_lockable *obj;           /* retained while linked */
+  cr_lockable *obj;           /* a channel or future, retained while
+                              ** linked; NULL for a queue case */
   cr_msgslot offer;           /* a send: the message offered */
   int index;                  /* position in the group */
   int send;                   /* a send case (else receive or wait) */
@@ -487,7 +490,12 @@ int cr_argerror(lua_State *L, int arg, const char *fname, const char *msg);
 int cr_signum(lua_State *L, int arg, const char *def);
 const char *cr_signame(int sig);
 extern const char cr_task_mtkey, cr_queue_mtkey;  /* registry keys */
-double cr_opttimeout(lua_State *L, int arg);
+double cr_opttimeout_arg(lua_State *L, int arg);
+/* The optional timeout at 'arg': seconds >= 0, or -1 for none (inline:
+** most calls have none). */
+static inline double cr_opttimeout(lua_State *L, int arg) {
+  return lua_gettop(L) < arg ? -1 : cr_opttimeout_arg(L, arg);
+}
 int cr_pushfail(lua_State *L, const char *why);
 int cr_iscallable(lua_State *L, int idx);
 const char *cr_describe(lua_State *L, int idx);

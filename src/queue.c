@@ -56,7 +56,7 @@ static void checkidle(lua_State *L, cr_queue *q, const char *fname) {
                   "it orders", fname);
 }
 
-static cr_queue *checkqueue(lua_State *L, const char *fname) {
+static inline cr_queue *checkqueue(lua_State *L, const char *fname) {
   cr_queue *q = cr_testobj(L, 1, cr_queue, CR_QUEUE_MAGIC);
   if (q == NULL) luaL_typeerror(L, 1, CR_QUEUE_MT);
   checkidle(L, q, fname);

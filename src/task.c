@@ -175,7 +175,7 @@ void cr_task_checkcancel(lua_State *L, cr_task *t) {
 void cr_task_wake(cr_task *t, int outcome) {
   assert(t->status == CR_PENDING && !cr_list_linked(&t->node));
   cr_list_remove(&t->wnode);
-  cr_loop_disarm(t->loop, &t->timer);
+  if (t->timer.slot >= 0) cr_loop_disarm(t->loop, &t->timer);
   t->outcome = (unsigned char)outcome;
   if (outcome == CR_CANCELLED) t->cancel_pending = 0;
   cr_loop_ready(t->loop, (cr_entry *)t);
