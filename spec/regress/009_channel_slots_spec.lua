@@ -215,6 +215,40 @@ describe("issue #9: channel messages held in place", function()
     assert.equal(big, y)
   end))
 
+  it("sending and receiving a table makes no garbage beyond the copy "
+     .. "received (no table of seen objects per message)", async(function()
+    local ch = corun.channel()
+    local u = { 1, 2 }
+    -- Lua heap growth in bytes per call of f (1000 calls, GC stopped);
+    -- 'keep' holds what f returns, so its growth is counted the same way.
+    local function cost(f)
+      local keep = {}
+      collectgarbage()
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      for i = 1, 1000 do keep[i] = f() end
+      local grown = (collectgarbage("count") - before) * 1024 / 1000
+      collectgarbage("restart")
+      return grown, keep
+    end
+    local send = cost(function() ch:send(u); ch:send(7); ch:send("s") end)
+    assert(send < 8, ("a send grew the Lua heap by %.0f bytes"):format(send))
+    assert.equal(3000, #ch)
+    for i = 1, 3000 do
+      local v = ch:recv()
+      if i % 3 == 1 then assert.same(u, v) else assert(v == 7 or v == "s") end
+    end
+    for _ = 1, 1000 do ch:send(u) end
+    local recv, got = cost(function() return ch:recv() end)
+    local plain = cost(function() return { 1, 2 } end)
+    assert(recv < plain + 16, ("a received {1, 2} costs %.0f bytes, a "
+      .. "table constructor %.0f"):format(recv, plain))
+    assert.same({ 1, 2 }, got[1000])
+    local t = { 1, 2, { 3 } }  -- two tables: a table of seen ones is made
+    ch:send(t)
+    assert.same(t, ch:recv())
+  end))
+
   it("2 threads x 50,000 messages, small and big, capacity 0, 64 and "
      .. "unbounded: FIFO per sender, nothing lost or duplicated",
   async(function()
