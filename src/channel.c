@@ -115,10 +115,19 @@ static int ring_push(cr_chan *ch, const cr_msgslot *m) {
   return 0;
 }
 
+/* Move the first message of the ring to '*m'. A ring of more than
+** RINGKEEP slots is released once empty (with no sender waiting, whose
+** offer would need a slot at once: never so, since senders wait only on
+** a full ring). */
+#define RINGKEEP 1024
 static void ring_pop(cr_chan *ch, cr_msgslot *m) {
   *m = ch->ring[ch->head];
   ch->head = (ch->head + 1) & (ch->cap - 1);
-  ch->n--;
+  if (--ch->n == 0 && ch->cap > RINGKEEP && cr_list_empty(&ch->sendq)) {
+    free(ch->ring);
+    ch->ring = NULL;
+    ch->head = ch->cap = 0;
+  }
 }
 
 /* Take the offer of the first live sender into '*m' (caller holds the

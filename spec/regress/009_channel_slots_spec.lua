@@ -249,6 +249,25 @@ describe("issue #9: channel messages held in place", function()
     assert.same(t, ch:recv())
   end))
 
+  it("a big buffer drained and filled again keeps every value in order",
+  async(function()
+    for _, capacity in ipairs({ false, 6000 }) do
+      local ch = capacity and corun.channel(capacity) or corun.channel()
+      for round = 1, 3 do
+        local n = round * 2000
+        for i = 1, n do ch:send(i % 5 == 0 and { i } or i) end
+        assert.equal(n, #ch)
+        for i = 1, n do
+          local v = ch:recv()
+          if type(v) == "table" then v = v[1] end
+          assert(v == i, ("round %d: %s at %d"):format(round, tostring(v),
+                                                       i))
+        end
+        assert.same(fail("timeout"), both(ch:recv(0)))
+      end
+    end
+  end))
+
   it("2 threads x 50,000 messages, small and big, capacity 0, 64 and "
      .. "unbounded: FIFO per sender, nothing lost or duplicated",
   async(function()
