@@ -11,10 +11,10 @@
 
 #include "corun.h"
 
-/* The optional timeout at 'arg': seconds >= 0, or -1 for none. */
-double cr_opttimeout(lua_State *L, int arg) {
+/* cr_opttimeout (corun.h) when there is an argument 'arg'. */
+double cr_opttimeout_arg(lua_State *L, int arg) {
   double d;
-  if (lua_gettop(L) < arg || lua_isnil(L, arg)) return -1;
+  if (lua_isnil(L, arg)) return -1;
   d = luaL_checknumber(L, arg);
   luaL_argcheck(L, d >= 0 && d == d, arg, "timeout must be >= 0");
   return d;
@@ -95,20 +95,6 @@ int cr_nomem(lua_State *L) {
 
 /* Light-userdata registry keys of the hot metatables. */
 const char cr_task_mtkey = 0, cr_queue_mtkey = 0;
-
-/* The userdata at 'idx' if it is 'size' bytes long and holds 'magic' at
-** offset 'moff' (one of corun's own objects), else NULL. Cheaper than
-** luaL_testudata, which looks the metatable up by name. */
-void *cr_toudata(lua_State *L, int idx, size_t size, size_t moff,
-                 unsigned magic) {
-  void *p;
-  /* lua_rawlen is 0 for a light userdata, and lua_touserdata NULL for a
-  ** string or table of that length: two calls instead of three. */
-  if (lua_rawlen(L, idx) != size || (p = lua_touserdata(L, idx)) == NULL)
-    return NULL;
-  if (*(unsigned *)((char *)p + moff) != magic) return NULL;
-  return p;
-}
 
 /* Set the metatable registered under 'key' on the value on top. */
 void cr_setmetatable(lua_State *L, const char *key) {

@@ -1,26 +1,21 @@
 /*
 ** channel.c
-** Wait groups (waits on objects other threads complete) and channels.
+** Channels and select. Tasks and plain threads wait on a channel through
+** wait groups (waitgroup.c).
 **
-** A wait group is malloc'd when a task or a plain thread must wait; it has
-** one case per object (a channel send or receive, a future), linked in the
-** object's waiter list under the object's mutex. The first completion wins
-** the group's 'fired' flag (an atomic compare-and-swap); peers that lose it
-** skip that case, and the owner unlinks every case when it wakes. A task
-** owner is woken through its loop's inbox (the group's post); a plain
-** thread through the group's condition variable. An owner that times out
-** or is cancelled must win 'fired' too; if it loses, a completion is on its
-** way and the task takes it (a cancelled task keeps a received message and
-** gets Cancelled at its next suspension): nothing is lost.
-**
-** Lock order: an object's mutex, then a loop handle's or a group's mutex.
-** No two object mutexes are ever held at once.
+** Lock order: a channel's mutex, then a loop handle's or a group's mutex.
+** Only select holds several channel mutexes, taken in address order.
 **
 ** Channels: a ring of encoded messages (capacity -1: unbounded, 0:
 ** rendezvous), and FIFO lists of waiting receive and send cases. A send
 ** with a receiver waiting hands the message over; a receive that frees a
-** slot moves the first waiting sender's offer into the ring.
+** slot moves the first waiting sender's offer into the ring. The ring's
+** slots (cr_msgslot) hold small messages in place, so a send and a
+** receive of one allocate nothing; a message is encoded before and
+** decoded after the channel's mutex is held.
 */
+
+#define _GNU_SOURCE           /* PTHREAD_MUTEX_ADAPTIVE_NP */
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -32,164 +27,20 @@
 #define CR_CHAN_MT "corun.channel"
 
 typedef struct cr_chan {
-  cr_shared base;             /* cr_lockable */
-  uv_mutex_t mu;
-  cr_msg **ring;              /* owned: buffered messages */
-  int head, n, cap;
+  cr_lockable lk;             /* its shared head and mutex */
+  cr_msgslot *ring;           /* owned: buffered messages */
+  int head, n, cap;           /* cap: 0 or a power of 2 */
   long capacity;              /* -1: unbounded; 0: rendezvous */
   int closed;
   cr_list recvq, sendq;       /* cr_case, FIFO */
 } cr_chan;
 
 /* {=================================================================
-** Wait groups
+** Channels
 ** ================================================================== */
 
-/* Free a group whose cases are unlinked, with the offers nobody took. */
-void cr_wait_free(cr_wgroup *g) {
-  int i;
-  for (i = 0; i < g->ncases; i++)
-    if (g->cases[i].offer != NULL && !(g->which == i && g->outcome == CR_OK))
-      cr_msg_free(g->cases[i].offer);
-  if (g->msg != NULL) cr_msg_free(g->msg);
-  if (g->lh != NULL) cr_shared_release(&g->lh->base);
-  free(g);
-}
-
-/* Unlink every case still linked (the owner does this once woken). */
-static void unlink_cases(cr_wgroup *g) {
-  int i;
-  for (i = 0; i < g->ncases; i++) {
-    cr_case *c = &g->cases[i];
-    if (c->queue) {  /* loop-local: the owner's thread, no lock */
-      cr_list_remove(&c->node);
-      continue;
-    }
-    if (c->obj == NULL) continue;
-    uv_mutex_lock(&c->obj->mu);
-    cr_list_remove(&c->node);
-    uv_mutex_unlock(&c->obj->mu);
-    cr_shared_release(&c->obj->base);
-    c->obj = NULL;
-  }
-}
-
-/* In the owner's loop: a peer completed the group. */
-static void post_run(lua_State *L, cr_loop *lp, cr_post *p) {
-  cr_wgroup *g = cr_container_of(p, cr_wgroup, post);
-  (void)L;
-  unlink_cases(g);
-  if (g->remote) cr_loop_remote(lp, -1);
-  if (g->task == NULL) {  /* its task was closed meanwhile */
-    cr_wait_free(g);
-    return;
-  }
-  cr_task_wake(g->task, CR_OK);
-}
-
-static void post_drop(cr_post *p) {
-  cr_wgroup *g = cr_container_of(p, cr_wgroup, post);
-  unlink_cases(g);
-  cr_wait_free(g);
-}
-
-/* A new group with 'n' cases for the running task (or, task NULL, for a
-** plain thread). Returns NULL when out of memory. */
-cr_wgroup *cr_wait_new(cr_task *task, int n) {
-  cr_wgroup *g = (cr_wgroup *)calloc(1, sizeof *g + n * sizeof(cr_case));
-  int i;
-  if (g == NULL) return NULL;
-  atomic_init(&g->fired, 0);
-  g->cases = (cr_case *)(g + 1);
-  g->ncases = n;
-  g->which = -1;
-  g->task = task;
-  g->post.run = post_run;
-  g->post.drop = post_drop;
-  for (i = 0; i < n; i++) {
-    cr_list_init(&g->cases[i].node);
-    g->cases[i].group = g;
-    g->cases[i].index = i;
-  }
-  if (task != NULL) {
-    g->lh = task->loop->lh;
-    cr_shared_retain(&g->lh->base);
-  }
-  return g;
-}
-
-/* Link case 'c' in list 'q' of object 'obj' (caller holds obj->mu). */
-void cr_wait_link(cr_case *c, cr_lockable *obj, cr_list *q) {
-  cr_shared_retain(&obj->base);
-  c->obj = obj;
-  cr_list_push(q, &c->node);
-}
-
-/* Complete case 'c' (caller holds its object's mutex). Returns 0 when its
-** group had already fired: the case is stale and the caller skips it. */
-int cr_wait_complete(cr_case *c, int outcome, cr_msg *msg) {
-  cr_wgroup *g = c->group;
-  int expected = 0;
-  if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
-  cr_list_remove(&c->node);
-  g->which = c->index;
-  g->outcome = outcome;
-  g->msg = msg;
-  if (g->task != NULL) {
-    if (cr_loop_post(g->lh, &g->post) != 0 && msg != NULL) {
-      g->msg = NULL;  /* the loop is gone: so is its task */
-      cr_msg_free(msg);
-    }
-  }
-  else {  /* after the signal the owner may free g: touch nothing */
-    uv_mutex_lock(&g->mu);
-    g->signalled = 1;
-    uv_cond_signal(&g->cond);
-    uv_mutex_unlock(&g->mu);
-  }
-  return 1;
-}
-
-/* The owner gives up (timeout, cancel): 1 when it won the group, which is
-** then unlinked; 0 when a completion is already on its way. */
-static int detach(cr_wgroup *g, cr_loop *lp) {
-  int expected = 0;
-  if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
-  unlink_cases(g);
-  if (lp != NULL && g->remote) cr_loop_remote(lp, -1);
-  return 1;
-}
-
-/* Complete case 'c' of a queue: the queue and the owner task are in this
-** thread, so the owner is woken directly. 0 when the group had fired. */
-int cr_wait_complete_local(cr_case *c, int outcome) {
-  cr_wgroup *g = c->group;
-  int expected = 0;
-  if (!atomic_compare_exchange_strong(&g->fired, &expected, 1)) return 0;
-  g->which = c->index;
-  g->outcome = outcome;
-  unlink_cases(g);
-  if (g->remote) cr_loop_remote(g->task->loop, -1);
-  cr_task_wake(g->task, CR_OK);
-  return 1;
-}
-
-int cr_wait_detach(cr_task *t) {
-  return detach(t->wg, t->loop);
-}
-
-/* A task is closed for good while it waits on its group. */
-void cr_wait_abandon(cr_task *t) {
-  cr_wgroup *g = t->wg;
-  t->wg = NULL;
-  if (detach(g, t->loop))
-    cr_wait_free(g);
-  else
-    g->task = NULL;  /* the posted completion frees it */
-}
-
 /* Complete the first live case of list 'q' (caller holds the mutex). */
-static cr_case *complete_first(cr_list *q, int outcome, cr_msg *msg) {
+static cr_case *complete_first(cr_list *q, int outcome, cr_msgslot *msg) {
   cr_list *n = q->next;
   while (n != q) {
     cr_list *next = n->next;
@@ -200,144 +51,102 @@ static cr_case *complete_first(cr_list *q, int outcome, cr_msg *msg) {
   return NULL;
 }
 
-/* }================================================================= */
-
-
-/* {=================================================================
-** Waiting: a task parks; a plain thread (no loop running) blocks.
-** ================================================================== */
-
-/* How the caller would wait: 1 a task (returned in *t, checked), 0 a
-** plain thread (blocks), -1 a plain callback of a running loop, which must
-** not block (it may still do what needs no waiting). */
-static int waitmode(lua_State *L, cr_loop *lp, const char *fname,
-                    cr_task **t) {
-  *t = NULL;
-  if (lp->current != NULL && lp->current->co == L) {
-    *t = cr_task_enter(L, lp, fname);
-    cr_task_checkcancel(L, *t);
-    return 1;
-  }
-  return lp->running ? -1 : 0;
-}
-
-static int wouldblock(lua_State *L, const char *fname) {
-  return luaL_error(L, "%s: would block the loop (call it from a task)",
-                    fname);
-}
-
-/* The running task if the caller is one; NULL for a plain thread. Raises
-** when called from a plain callback of a running loop. */
-cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname) {
-  cr_task *t;
-  if (waitmode(L, lp, fname, &t) < 0) wouldblock(L, fname);
-  return t;
-}
-
-/* Block this OS thread until 'g' fires or 'timeout' passes (< 0: never).
-** Returns the outcome, CR_TIMEOUT when this thread won the group. The
-** group's cases were linked after its mutex and condition were made. */
-static int block(cr_wgroup *g, double timeout) {
-  uint64_t deadline = timeout < 0 ? 0 : uv_hrtime() + (uint64_t)(timeout * 1e9);
-  int outcome = CR_OK;
-  uv_mutex_lock(&g->mu);
-  while (!g->signalled) {
-    if (timeout < 0)
-      uv_cond_wait(&g->cond, &g->mu);
-    else {
-      uint64_t now = uv_hrtime();
-      if (now >= deadline ||
-          uv_cond_timedwait(&g->cond, &g->mu, deadline - now) == UV_ETIMEDOUT) {
-        int expected = 0;  /* win the group; unlink once unlocked */
-        if (atomic_compare_exchange_strong(&g->fired, &expected, 1)) {
-          outcome = CR_TIMEOUT;
-          break;
-        }
-      }
-    }
-  }
-  uv_mutex_unlock(&g->mu);
-  unlink_cases(g);
-  uv_cond_destroy(&g->cond);
-  uv_mutex_destroy(&g->mu);
-  return outcome == CR_TIMEOUT ? CR_TIMEOUT : g->outcome;
-}
-
-/* A task parks on its group 'g' (its cases are linked). */
-int cr_wait_park(lua_State *L, cr_task *t, cr_wgroup *g, double timeout,
-                 lua_KContext ctx, lua_KFunction k) {
-  int i;
-  for (i = 0; i < g->ncases; i++)
-    if (!g->cases[i].queue) g->remote = 1;
-  t->wg = g;
-  if (g->remote) cr_loop_remote(t->loop, 1);
-  return cr_task_park(L, t, NULL, timeout, ctx, k);
-}
-
-/* }================================================================= */
-
-
-/* {=================================================================
-** Channels
-** ================================================================== */
-
 static void chan_destroy(cr_shared *s) {
   cr_chan *ch = (cr_chan *)s;
   while (ch->n > 0) {
-    cr_msg_free(ch->ring[ch->head]);
-    ch->head = (ch->head + 1) % ch->cap;
+    cr_codec_free_slot(&ch->ring[ch->head]);
+    ch->head = (ch->head + 1) & (ch->cap - 1);
     ch->n--;
   }
   free(ch->ring);
-  uv_mutex_destroy(&ch->mu);
+  uv_mutex_destroy(&ch->lk.mu);
   free(ch);
 }
 
 static const cr_shared_type chan_type = { CR_CHAN_MT, chan_destroy };
 
+/* A channel's mutex is held for a few dozen instructions by threads that
+** come back to it every microsecond: glibc's adaptive mutex spins a
+** little before it sleeps, where a plain one makes a futex call on most
+** collisions. */
+static int chan_mutex_init(uv_mutex_t *mu) {
+#if defined(__GLIBC__) && defined(__USE_GNU) && !defined(_WIN32)
+  pthread_mutexattr_t attr;
+  int r;
+  if (pthread_mutexattr_init(&attr) != 0) return -1;
+  r = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP) != 0 ||
+      pthread_mutex_init(mu, &attr) != 0;
+  pthread_mutexattr_destroy(&attr);
+  return r ? -1 : 0;
+#else
+  return uv_mutex_init(mu);
+#endif
+}
+
+/* The channel at 1. send, recv and the iter step have the address of
+** the channel metatable (which the registry keeps) as upvalue 2: a full
+** userdata with that metatable is a channel's box, found with no lookup
+** by name; any other value takes the general check. */
 static cr_chan *checkchan(lua_State *L) {
+  cr_shared **box = (cr_shared **)lua_touserdata(L, 1);
+  if (box != NULL && lua_getmetatable(L, 1)) {
+    int same = lua_topointer(L, -1) == lua_touserdata(L, lua_upvalueindex(2));
+    lua_pop(L, 1);
+    if (same && *box != NULL) return (cr_chan *)*box;
+  }
   return (cr_chan *)cr_shared_check(L, 1, &chan_type);
 }
 
-/* Append 'm' to the ring (caller holds the mutex). -1 on ENOMEM. */
-static int ring_push(cr_chan *ch, cr_msg *m) {
+/* Move 'm' to the end of the ring (caller holds the mutex). -1 on
+** ENOMEM. */
+static int ring_push(cr_chan *ch, const cr_msgslot *m) {
   if (ch->n == ch->cap) {
     int i, cap = ch->cap ? ch->cap * 2 : 16;
-    cr_msg **r = (cr_msg **)malloc(cap * sizeof *r);
+    cr_msgslot *r = (cr_msgslot *)malloc((size_t)cap * sizeof *r);
     if (r == NULL) return -1;
-    for (i = 0; i < ch->n; i++) r[i] = ch->ring[(ch->head + i) % ch->cap];
+    for (i = 0; i < ch->n; i++)
+      r[i] = ch->ring[(ch->head + i) & (ch->cap - 1)];
     free(ch->ring);
     ch->ring = r;
     ch->head = 0;
     ch->cap = cap;
   }
-  ch->ring[(ch->head + ch->n++) % ch->cap] = m;
+  ch->ring[(ch->head + ch->n++) & (ch->cap - 1)] = *m;
   return 0;
 }
 
-static cr_msg *ring_pop(cr_chan *ch) {
-  cr_msg *m = ch->ring[ch->head];
-  ch->head = (ch->head + 1) % ch->cap;
-  ch->n--;
-  return m;
+/* Move the first message of the ring to '*m'. A ring of more than
+** RINGKEEP slots is released once empty (with no sender waiting, whose
+** offer would need a slot at once: never so, since senders wait only on
+** a full ring). */
+#define RINGKEEP 1024
+static void ring_pop(cr_chan *ch, cr_msgslot *m) {
+  *m = ch->ring[ch->head];
+  ch->head = (ch->head + 1) & (ch->cap - 1);
+  if (--ch->n == 0 && ch->cap > RINGKEEP && cr_list_empty(&ch->sendq)) {
+    free(ch->ring);
+    ch->ring = NULL;
+    ch->head = ch->cap = 0;
+  }
 }
 
-/* Take the offer of the first live sender (caller holds the mutex). */
-static cr_msg *take_offer(cr_chan *ch) {
+/* Take the offer of the first live sender into '*m' (caller holds the
+** mutex): 1 taken, 0 none. */
+static int take_offer(cr_chan *ch, cr_msgslot *m) {
   cr_list *n = ch->sendq.next;
   while (n != &ch->sendq) {
     cr_list *next = n->next;
     cr_case *c = cr_container_of(n, cr_case, node);
-    cr_msg *m = c->offer;  /* read before: the owner may go once it fired */
-    if (cr_wait_complete(c, CR_OK, NULL)) return m;
+    *m = c->offer;  /* read before: the owner may go once it fired */
+    if (cr_wait_complete(c, CR_OK, NULL)) return 1;
     n = next;
   }
-  return NULL;
+  return 0;
 }
 
-/* Send 'm' now if possible (caller holds the mutex): 1 sent (the channel
-** owns 'm'), 0 must wait, -1 closed, -2 out of memory. */
-static int try_send(cr_chan *ch, cr_msg *m) {
+/* Send 'm' now if possible (caller holds the mutex): 1 sent (moved out of
+** 'm'), 0 must wait, -1 closed, -2 out of memory. */
+static int try_send(cr_chan *ch, cr_msgslot *m) {
   if (ch->closed) return -1;
   if (complete_first(&ch->recvq, CR_OK, m) != NULL) return 1;
   if (ch->capacity < 0 || ch->n < ch->capacity)
@@ -347,22 +156,22 @@ static int try_send(cr_chan *ch, cr_msg *m) {
 
 /* Receive now if possible (caller holds the mutex): 1 got '*m', 0 must
 ** wait, -1 closed and drained. */
-static int try_recv(cr_chan *ch, cr_msg **m) {
+static int try_recv(cr_chan *ch, cr_msgslot *m) {
   if (ch->n > 0) {
-    cr_msg *offer;
-    *m = ring_pop(ch);
-    if ((offer = take_offer(ch)) != NULL && ring_push(ch, offer) != 0)
-      cr_msg_free(offer);  /* cannot happen: a slot was just freed */
+    cr_msgslot offer;
+    ring_pop(ch, m);
+    if (take_offer(ch, &offer) && ring_push(ch, &offer) != 0)
+      cr_codec_free_slot(&offer);  /* cannot happen: a slot was just freed */
     return 1;
   }
-  if ((*m = take_offer(ch)) != NULL) return 1;
+  if (take_offer(ch, m)) return 1;
   return ch->closed ? -1 : 0;
 }
 
 /* Push the value of message 'm' and free it. */
-static int pushmsg(lua_State *L, cr_msg *m) {
-  int n = cr_codec_decode(L, m, CR_CODEC_FUNCTIONS);
-  cr_msg_free(m);
+static int pushmsg(lua_State *L, cr_msgslot *m) {
+  int n = cr_codec_decode_slot(L, m, CR_CODEC_FUNCTIONS);
+  cr_codec_free_slot(m);
   return n;
 }
 
@@ -371,10 +180,11 @@ static int chan_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = cr_loop_get(L)->current;
   cr_wgroup *g = me->wg;
   int outcome = g->outcome;
-  cr_msg *m = g->msg;
+  cr_msgslot m = g->msg;
   (void)status;
-  me->wg = NULL;
-  g->msg = NULL;
+  cr_task_setgroup(me, NULL);
+  g->msg.big = NULL;  /* moved to m */
+  g->msg.len = 0;
   if (me->outcome != CR_OK) {  /* timed out or cancelled: the owner won */
     cr_wait_free(g);
     cr_task_outcome(L, me);  /* raises Cancelled */
@@ -386,7 +196,7 @@ static int chan_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  return pushmsg(L, m);
+  return pushmsg(L, &m);
 }
 
 static int chan_send(lua_State *L) {
@@ -395,44 +205,36 @@ static int chan_send(lua_State *L) {
   double timeout = cr_opttimeout(L, 3);
   cr_task *me;
   cr_wgroup *g = NULL;
-  cr_msg *m;
+  cr_msgslot m;
   int r;
   int mode;
   luaL_checkany(L, 2);
   luaL_argcheck(L, !lua_isnil(L, 2), 2, "nil cannot be sent");
-  mode = waitmode(L, lp, "send", &me);
-  m = cr_codec_encode(L, 2, 1, "value", CR_CODEC_FUNCTIONS);
-  uv_mutex_lock(&ch->mu);
-  r = try_send(ch, m);
+  mode = cr_wait_mode(L, lp, "send", &me);
+  cr_codec_encode_slot(L, 2, 1, "value", CR_CODEC_FUNCTIONS, &m);
+  uv_mutex_lock(&ch->lk.mu);
+  r = try_send(ch, &m);
   if (r == 0 && timeout != 0 && mode < 0) r = -3;
   if (r == 0 && timeout != 0) {
     g = cr_wait_new(me, 1);
-    if (g != NULL && me == NULL &&
-        (uv_mutex_init(&g->mu) != 0 || uv_cond_init(&g->cond) != 0)) {
-      free(g);
-      g = NULL;
-    }
     if (g == NULL) r = -2;
     else {
-      g->cases[0].offer = m;
+      g->cases[0].offer = m;  /* moved: the group owns it */
       g->cases[0].send = 1;
-      cr_wait_link(&g->cases[0], (cr_lockable *)ch, &ch->sendq);
+      cr_wait_link(&g->cases[0], &ch->lk, &ch->sendq);
     }
   }
-  uv_mutex_unlock(&ch->mu);
-  if (r != 0 && r != 1) cr_msg_free(m);
+  uv_mutex_unlock(&ch->lk.mu);
+  if (r != 1 && g == NULL) cr_codec_free_slot(&m);
   switch (r) {
     case 1: lua_pushboolean(L, 1); return 1;
     case -1: return cr_pushfail(L, "closed");
     case -2: return luaL_error(L, "send: not enough memory");
-    case -3: return wouldblock(L, "send");
+    case -3: return cr_wait_wouldblock(L, "send");
   }
-  if (timeout == 0) {
-    cr_msg_free(m);
-    return cr_pushfail(L, "timeout");
-  }
+  if (timeout == 0) return cr_pushfail(L, "timeout");
   if (me != NULL) return cr_wait_park(L, me, g, timeout, 's', chan_k);
-  r = block(g, timeout);
+  r = cr_wait_block(g, timeout);
   cr_wait_free(g);
   if (r == CR_TIMEOUT) return cr_pushfail(L, "timeout");
   if (r == CR_CLOSED) return cr_pushfail(L, "closed");
@@ -446,40 +248,36 @@ static int recv_(lua_State *L, double timeout, lua_KContext ctx) {
   cr_loop *lp = cr_loop_get(L);
   const char *fname = ctx == 'i' ? "iter" : "recv";
   cr_task *me;
-  int mode = waitmode(L, lp, fname, &me);
+  int mode = cr_wait_mode(L, lp, fname, &me);
   cr_wgroup *g = NULL;
-  cr_msg *m = NULL;
+  cr_msgslot m;
   int r;
-  uv_mutex_lock(&ch->mu);
+  uv_mutex_lock(&ch->lk.mu);
   r = try_recv(ch, &m);
   if (r == 0 && timeout != 0 && mode < 0) r = -3;
   if (r == 0 && timeout != 0) {
     g = cr_wait_new(me, 1);
-    if (g != NULL && me == NULL &&
-        (uv_mutex_init(&g->mu) != 0 || uv_cond_init(&g->cond) != 0)) {
-      free(g);
-      g = NULL;
-    }
     if (g == NULL) r = -2;
-    else cr_wait_link(&g->cases[0], (cr_lockable *)ch, &ch->recvq);
+    else cr_wait_link(&g->cases[0], &ch->lk, &ch->recvq);
   }
-  uv_mutex_unlock(&ch->mu);
+  uv_mutex_unlock(&ch->lk.mu);
   switch (r) {
-    case 1: return pushmsg(L, m);
+    case 1: return pushmsg(L, &m);
     case -1: return ctx == 'i' ? 0 : cr_pushfail(L, "closed");
     case -2: return luaL_error(L, "recv: not enough memory");
-    case -3: return wouldblock(L, fname);
+    case -3: return cr_wait_wouldblock(L, fname);
   }
   if (timeout == 0) return cr_pushfail(L, "timeout");
   lua_settop(L, 1);
   if (me != NULL) return cr_wait_park(L, me, g, timeout, ctx, chan_k);
-  r = block(g, timeout);
+  r = cr_wait_block(g, timeout);
   m = g->msg;
-  g->msg = NULL;
+  g->msg.big = NULL;  /* moved to m */
+  g->msg.len = 0;
   cr_wait_free(g);
   if (r == CR_TIMEOUT) return cr_pushfail(L, "timeout");
   if (r == CR_CLOSED) return ctx == 'i' ? 0 : cr_pushfail(L, "closed");
-  return pushmsg(L, m);
+  return pushmsg(L, &m);
 }
 
 static int chan_recv(lua_State *L) {
@@ -499,20 +297,20 @@ static int chan_iter(lua_State *L) {
 
 static int chan_close(lua_State *L) {
   cr_chan *ch = checkchan(L);
-  uv_mutex_lock(&ch->mu);
+  uv_mutex_lock(&ch->lk.mu);
   ch->closed = 1;
   while (complete_first(&ch->recvq, CR_CLOSED, NULL) != NULL) {}
   while (complete_first(&ch->sendq, CR_CLOSED, NULL) != NULL) {}
-  uv_mutex_unlock(&ch->mu);
+  uv_mutex_unlock(&ch->lk.mu);
   return 0;
 }
 
 static int chan_len(lua_State *L) {
   cr_chan *ch = checkchan(L);
   int n;
-  uv_mutex_lock(&ch->mu);
+  uv_mutex_lock(&ch->lk.mu);
   n = ch->n;
-  uv_mutex_unlock(&ch->mu);
+  uv_mutex_unlock(&ch->lk.mu);
   lua_pushinteger(L, n);
   return 1;
 }
@@ -520,9 +318,9 @@ static int chan_len(lua_State *L) {
 static int chan_closed(lua_State *L) {
   cr_chan *ch = checkchan(L);
   int c;
-  uv_mutex_lock(&ch->mu);
+  uv_mutex_lock(&ch->lk.mu);
   c = ch->closed;
-  uv_mutex_unlock(&ch->mu);
+  uv_mutex_unlock(&ch->lk.mu);
   lua_pushboolean(L, c);
   return 1;
 }
@@ -544,15 +342,15 @@ static int chan_new(lua_State *L) {
                   "capacity must be >= 0 and <= 2147483647");
   }
   ch = (cr_chan *)calloc(1, sizeof *ch);
-  if (ch == NULL || uv_mutex_init(&ch->mu) != 0) {
+  if (ch == NULL || chan_mutex_init(&ch->lk.mu) != 0) {
     free(ch);
     return luaL_error(L, "channel: not enough memory");
   }
-  cr_shared_init(&ch->base, &chan_type);
+  cr_shared_init(&ch->lk.base, &chan_type);
   ch->capacity = (long)cap;
   cr_list_init(&ch->recvq);
   cr_list_init(&ch->sendq);
-  cr_shared_push(L, &ch->base);
+  cr_shared_push(L, &ch->lk.base);
   return 1;
 }
 
@@ -582,8 +380,8 @@ static void lockall(selcase *sorted, int n, int lock) {
   for (i = 0; i < n; i++) {
     if (sorted[i].ch == NULL) continue;
     if (i > 0 && sorted[i].ch == sorted[i - 1].ch) continue;
-    if (lock) uv_mutex_lock(&sorted[i].ch->mu);
-    else uv_mutex_unlock(&sorted[i].ch->mu);
+    if (lock) uv_mutex_lock(&sorted[i].ch->lk.mu);
+    else uv_mutex_unlock(&sorted[i].ch->lk.mu);
   }
 }
 
@@ -600,8 +398,8 @@ static unsigned nextrand(void) {
 /* Push the result of case 'i' (0-based): i+1 and then the received value
 ** (already on top for a queue get: 'have'), true for a send, or nil,
 ** "closed". */
-static int selresult(lua_State *L, int i, int outcome, cr_msg *m, int send,
-                     int have) {
+static int selresult(lua_State *L, int i, int outcome, cr_msgslot *m,
+                     int send, int have) {
   if (outcome == CR_CLOSED) {
     lua_pushinteger(L, i + 1);
     lua_pushnil(L);
@@ -626,10 +424,11 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = cr_loop_get(L)->current;
   cr_wgroup *g = me->wg;
   int which = g->which, outcome = g->outcome, send = 0, queue = 0;
-  cr_msg *m = g->msg;
+  cr_msgslot m = g->msg;
   (void)status; (void)ctx;
-  me->wg = NULL;
-  g->msg = NULL;
+  cr_task_setgroup(me, NULL);
+  g->msg.big = NULL;  /* moved to m */
+  g->msg.len = 0;
   if (which >= 0) {
     send = g->cases[which].send;
     queue = g->cases[which].queue;
@@ -639,7 +438,7 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
     cr_task_outcome(L, me);  /* raises Cancelled */
     return cr_pushfail(L, "timeout");
   }
-  return selresult(L, which, outcome, m, send, queue && !send);
+  return selresult(L, which, outcome, &m, send, queue && !send);
 }
 
 /* Check case table 'arg': {channel, "recv"}, {channel, "send", v},
@@ -652,7 +451,7 @@ static void checkcase(lua_State *L, int arg, selcase *c) {
   lua_rawgeti(L, arg, 1);
   c->ch = (cr_chan *)cr_shared_test(L, -1);
   isq = cr_queue_test(L, -1);
-  if (!isq && (c->ch == NULL || c->ch->base.type != &chan_type))
+  if (!isq && (c->ch == NULL || c->ch->lk.base.type != &chan_type))
     luaL_argerror(L, arg, lua_pushfstring(L, "case %d: its field 1 must be "
                   "a channel or a queue, got %s", arg, luaL_typename(L, -1)));
   lua_rawgeti(L, arg, 2);
@@ -707,7 +506,7 @@ static int chan_select(lua_State *L) {
   int n = lua_gettop(L), i, k, start, winner = -1, r = 0, nq = 0, mode;
   double timeout = -1;
   selcase cases[MAXCASES], sorted[MAXCASES];
-  cr_msg *offers[MAXCASES], *m = NULL;
+  cr_msgslot offers[MAXCASES], m;
   cr_task *me;
   cr_wgroup *g = NULL;
   if (n > 0 && lua_type(L, n) == LUA_TNUMBER) timeout = cr_opttimeout(L, n--);
@@ -718,19 +517,19 @@ static int chan_select(lua_State *L) {
     checkcase(L, i + 1, &cases[i]);
     nq += cases[i].ch == NULL;
   }
-  mode = waitmode(L, lp, "select", &me);
+  mode = cr_wait_mode(L, lp, "select", &me);
   if (nq > 0 && me == NULL)
     return luaL_error(L, "select: queue cases need a task");
   if (nq > 0 && (winner = pollqueues(L, cases, n, &r)) > 0)
     return selresult(L, winner - 1, r == -1 ? CR_CLOSED : CR_OK, NULL,
                      cases[winner - 1].send, 1);
   winner = -1;
-  for (i = 0; i < n; i++) offers[i] = NULL;
+  memset(offers, 0, (size_t)n * sizeof *offers);  /* empty slots */
   for (i = 0; i < n; i++) {  /* encode what is sent (may raise) */
     if (!cases[i].send || cases[i].ch == NULL) continue;
     lua_rawgeti(L, i + 1, 3);
-    offers[i] = cr_codec_encode(L, lua_gettop(L), 1, "value",
-                                CR_CODEC_FUNCTIONS);
+    cr_codec_encode_slot(L, lua_gettop(L), 1, "value", CR_CODEC_FUNCTIONS,
+                         &offers[i]);
     lua_pop(L, 1);
   }
   memcpy(sorted, cases, n * sizeof *cases);
@@ -740,37 +539,32 @@ static int chan_select(lua_State *L) {
   for (k = 0; k < n && winner < 0; k++) {
     i = (start + k) % n;
     if (cases[i].ch == NULL) continue;
-    r = cases[i].send ? try_send(cases[i].ch, offers[i])
+    r = cases[i].send ? try_send(cases[i].ch, &offers[i])
                       : try_recv(cases[i].ch, &m);
     if (r != 0) winner = i;
   }
   if (winner < 0 && timeout != 0 && mode >= 0) {
     g = cr_wait_new(me, n);
-    if (g != NULL && me == NULL &&
-        (uv_mutex_init(&g->mu) != 0 || uv_cond_init(&g->cond) != 0)) {
-      free(g);
-      g = NULL;
-    }
     for (i = 0; g != NULL && i < n; i++) {
       g->cases[i].send = cases[i].send;
       if (cases[i].ch == NULL) continue;  /* linked below */
-      g->cases[i].offer = offers[i];
-      offers[i] = NULL;
-      cr_wait_link(&g->cases[i], (cr_lockable *)cases[i].ch,
+      g->cases[i].offer = offers[i];  /* moved: the group owns it */
+      memset(&offers[i], 0, sizeof offers[i]);
+      cr_wait_link(&g->cases[i], &cases[i].ch->lk,
                    cases[i].send ? &cases[i].ch->sendq : &cases[i].ch->recvq);
     }
   }
   lockall(sorted, n, 0);
-  if (winner >= 0 && cases[winner].send && r == 1) offers[winner] = NULL;
-  for (i = 0; i < n; i++)
-    if (offers[i] != NULL) cr_msg_free(offers[i]);
+  if (winner >= 0 && cases[winner].send && r == 1)
+    memset(&offers[winner], 0, sizeof offers[winner]);  /* sent: moved */
+  for (i = 0; i < n; i++) cr_codec_free_slot(&offers[i]);
   if (winner >= 0) {
     if (r == -2) return luaL_error(L, "select: not enough memory");
-    return selresult(L, winner, r == -1 ? CR_CLOSED : CR_OK, m,
+    return selresult(L, winner, r == -1 ? CR_CLOSED : CR_OK, &m,
                      cases[winner].send, 0);
   }
   if (timeout == 0) return cr_pushfail(L, "timeout");
-  if (mode < 0) return wouldblock(L, "select");
+  if (mode < 0) return cr_wait_wouldblock(L, "select");
   if (g == NULL) return luaL_error(L, "select: not enough memory");
   for (i = 0; i < n; i++) {  /* queue cases: this thread only, no lock */
     if (cases[i].ch != NULL) continue;
@@ -779,14 +573,15 @@ static int chan_select(lua_State *L) {
     lua_pop(L, 1);
   }
   if (me != NULL) return cr_wait_park(L, me, g, timeout, 'S', select_k);
-  r = block(g, timeout);
+  r = cr_wait_block(g, timeout);
   {
     int which = g->which, send = which >= 0 && g->cases[which].send;
     m = g->msg;
-    g->msg = NULL;
+    g->msg.big = NULL;  /* moved to m */
+    g->msg.len = 0;
     cr_wait_free(g);
     if (r == CR_TIMEOUT) return cr_pushfail(L, "timeout");
-    return selresult(L, which, r, m, send, 0);
+    return selresult(L, which, r, &m, send, 0);
   }
 }
 
@@ -803,9 +598,7 @@ void cr_channel_open_lib(lua_State *L) {
     {"__tostring", chan_tostring},
     {NULL, NULL}
   };
-  static const luaL_Reg methods[] = {
-    {"send", chan_send},
-    {"recv", chan_recv},
+  static const luaL_Reg methods[] = {  /* and send, recv, iter below */
     {"close", chan_close},
     {"closed", chan_closed},
     {NULL, NULL}
@@ -814,10 +607,19 @@ void cr_channel_open_lib(lua_State *L) {
   cr_setfuncs(L, funcs, loopidx);
   cr_shared_newclass(L, &chan_type, meta, methods, loopidx);
   luaL_getmetatable(L, CR_CHAN_MT);
-  lua_getfield(L, -1, "__index");
+  lua_getfield(L, -1, "__index");  /* [.., mt, methods] */
+  lua_pushvalue(L, loopidx);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -3));
+  lua_pushcclosure(L, chan_send, 2);
+  lua_setfield(L, -2, "send");
+  lua_pushvalue(L, loopidx);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -3));
+  lua_pushcclosure(L, chan_recv, 2);
+  lua_setfield(L, -2, "recv");
   lua_pushvalue(L, loopidx);
   lua_pushvalue(L, loopidx);
-  lua_pushcclosure(L, chan_next, 1);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -4));
+  lua_pushcclosure(L, chan_next, 2);
   lua_pushcclosure(L, chan_iter, 2);
   lua_setfield(L, -2, "iter");
   lua_pop(L, 2);

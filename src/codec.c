@@ -23,6 +23,14 @@
 ** - The encoder builds into a buffer owned by its C frame or by a userdata
 **   on the Lua stack, so an error leaks nothing; references are taken only
 **   on the finished copy, while the boxes are still on the stack.
+** - A message of at most CR_SLOT_BYTES bytes may be kept in place, in a
+**   cr_msgslot (a channel's ring, a wait case), instead of malloc'd: the
+**   same bytes, the same references.
+** - The first table or function of a message is one of its top-level
+**   values (any other sits inside a table met before it), so it stays on
+**   the stack while the message is encoded or decoded: the encoder knows
+**   it by address and the decoder by stack slot, and the table of those
+**   seen is made only for a message with a second one.
 ** - The decoder checks every read. Raw bytes (cr_codec_decode_buffer) may
 **   be anything: they never yield a SHARED (a pointer) and yield a FUNC
 **   (bytecode, which Lua does not verify) only when the caller asks.
@@ -74,7 +82,9 @@ typedef struct enc {
   char *p;                    /* the buffer: 'local' or the userdata */
   size_t n, cap;
   int buf;                    /* stack slot of the buffer userdata */
-  int seen;                   /* stack slot of table/function -> id */
+  int seen;                   /* stack slot of table/function -> id, or nil */
+  int firstidx;               /* the first table or function: stack slot */
+  const void *first;          /* and address */
   int flags;
   uint32_t nrefs;
   unsigned char hflags;       /* M_* */
@@ -86,10 +96,10 @@ typedef struct enc {
 static void encode_value(enc *e, int idx, int level);
 static int encode_seen(enc *e, int idx);
 
-static void reserve(enc *e, size_t k) {
+/* Grow the buffer to hold 'k' more bytes (they do not fit). */
+static void grow(enc *e, size_t k) {
   size_t cap = e->cap;
   char *p;
-  if (cap - e->n >= k) return;
   while (cap - e->n < k) {
     if (cap > SIZE_MAX / 2) luaL_error(e->L, "message too large");
     cap *= 2;
@@ -101,22 +111,22 @@ static void reserve(enc *e, size_t k) {
   e->cap = cap;
 }
 
-static void put(enc *e, const void *s, size_t k) {
-  reserve(e, k);
-  memcpy(e->p + e->n, s, k);
+static inline void put(enc *e, const void *s, size_t k) {
+  if (e->cap - e->n < k) grow(e, k);
+  memcpy(e->p + e->n, s, k);  /* inlined: k is mostly a constant */
   e->n += k;
 }
 
-static void putbyte(enc *e, int b) {
+static inline void putbyte(enc *e, int b) {
   unsigned char c = (unsigned char)b;
   put(e, &c, 1);
 }
 
-static void putu32(enc *e, uint32_t v) {
+static inline void putu32(enc *e, uint32_t v) {
   put(e, &v, sizeof v);
 }
 
-static void putu64(enc *e, uint64_t v) {
+static inline void putu64(enc *e, uint64_t v) {
   put(e, &v, sizeof v);
 }
 
@@ -270,8 +280,23 @@ static void encode_userdata(enc *e, int idx, int level) {
 ** else give it the next id and return 0. */
 static int encode_seen(enc *e, int idx) {
   lua_State *L = e->L;
-  if (e->nrefs == 0) {
+  const void *p = lua_topointer(L, idx);
+  if (e->nrefs == 0) {  /* a top-level value: known by address alone */
+    e->first = p;
+    e->firstidx = idx;
+    e->nrefs = 1;
+    return 0;
+  }
+  if (p == e->first) {
+    putbyte(e, T_REF);
+    putu32(e, 0);
+    return 1;
+  }
+  if (e->nrefs == 1) {  /* a second one: now a table of them */
     lua_newtable(L);
+    lua_pushvalue(L, e->firstidx);
+    lua_pushinteger(L, 0);
+    lua_rawset(L, -3);
     lua_replace(L, e->seen);
   }
   lua_pushvalue(L, idx);
@@ -289,55 +314,42 @@ static int encode_seen(enc *e, int idx) {
   return 0;
 }
 
-/* The array part 1..n up to the first nil; returns n. */
-static uint32_t encode_array(enc *e, int idx, int level) {
-  lua_State *L = e->L;
-  uint32_t n = 0;
-  e->path[level].kind = P_INDEX;
-  while (lua_rawgeti(L, idx, (lua_Integer)n + 1) != LUA_TNIL) {
-    e->path[level].i = ++n;
-    encode_value(e, lua_gettop(L), level + 1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return n;
-}
-
-/* Every other key/value pair; returns how many. */
-static uint32_t encode_hash(enc *e, int idx, int level, uint32_t narr) {
-  lua_State *L = e->L;
-  uint32_t n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    int top = lua_gettop(L);
-    lua_Integer k = lua_isinteger(L, top - 1) ? lua_tointeger(L, top - 1) : 0;
-    if (k < 1 || k > (lua_Integer)narr) {  /* not in the array part */
-      e->path[level].kind = P_KEY;
-      e->path[level].idx = top - 1;
-      encode_value(e, top - 1, level + 1);
-      e->path[level].kind = P_VALUE;
-      encode_value(e, top, level + 1);
-      n++;
-    }
-    lua_pop(L, 1);
-  }
-  return n;
-}
-
-/* Raw contents only: metatables are not copied. */
+/* Raw contents only: metatables are not copied. One traversal: while its
+** keys come as 1, 2, 3, ... (lua_next gives the array part first, in
+** order) the values go to the array part; from the first key that breaks
+** the run, every pair goes to the hash part. */
 static void encode_table(enc *e, int idx, int level) {
-  uint32_t narr, nhash;
+  lua_State *L = e->L;
+  uint32_t narr = 0, nhash = 0;
+  int inarray = 1;
   size_t at;
   if (encode_seen(e, idx)) return;
   if (level > MAXDEPTH)
     fail(e, level, "table nested deeper than " MAXDEPTH_S " levels");
-  luaL_checkstack(e->L, 4, NULL);
+  if (level > 1) luaL_checkstack(L, 4, NULL);  /* encode() checked level 1 */
   putbyte(e, T_TABLE);
   at = e->n;
   putu32(e, 0);
   putu32(e, 0);
-  narr = encode_array(e, idx, level);
-  nhash = encode_hash(e, idx, level, narr);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int top = lua_gettop(L);
+    if (inarray && lua_isinteger(L, top - 1) &&
+        lua_tointeger(L, top - 1) == (lua_Integer)narr + 1) {
+      e->path[level].kind = P_INDEX;
+      e->path[level].i = ++narr;
+    }
+    else {
+      inarray = 0;
+      e->path[level].kind = P_KEY;
+      e->path[level].idx = top - 1;
+      encode_value(e, top - 1, level + 1);
+      e->path[level].kind = P_VALUE;
+      nhash++;
+    }
+    encode_value(e, top, level + 1);
+    lua_pop(L, 1);
+  }
   memcpy(e->p + at, &narr, sizeof narr);
   memcpy(e->p + at + sizeof narr, &nhash, sizeof nhash);
 }
@@ -426,11 +438,11 @@ static const char *walk(const char *p, cr_visit fn) {
   }
 }
 
-static void walkmsg(const cr_msg *m, cr_visit fn) {
-  const char *p = m->data + HEADER;
+static void walkdata(const char *data, cr_visit fn) {
+  const char *p = data + HEADER;
   uint32_t n;
-  if (!(m->data[1] & M_SHARED)) return;
-  memcpy(&n, m->data + 2, sizeof n);
+  if (!(data[1] & M_SHARED)) return;
+  memcpy(&n, data + 2, sizeof n);
   for (; n > 0; n--) p = walk(p, fn);
 }
 
@@ -447,18 +459,98 @@ cr_msg *cr_codec_encode(lua_State *L, int first, int n, const char *what,
   m->len = e.n;
   memcpy(m->data, e.p, e.n);
   lua_settop(L, top);
-  walkmsg(m, cr_shared_retain);
+  walkdata(m->data, cr_shared_retain);
   return m;
 }
 
 void cr_msg_free(cr_msg *m) {
   if (m == NULL) return;
-  walkmsg(m, cr_shared_release);
+  walkdata(m->data, cr_shared_release);
   free(m);
 }
 
 size_t cr_msg_size(const cr_msg *m) {
   return m->len;
+}
+
+/* One nil, boolean, number or short string written straight into slot
+** 's' (the bytes encode() would write); 0 for anything else. */
+static int encode_scalar(lua_State *L, int idx, cr_msgslot *s) {
+  char *p = s->data;
+  uint32_t one = 1, none = 0;
+  size_t len;
+  const char *str;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: p[HEADER] = T_NIL; len = HEADER + 1; break;
+    case LUA_TBOOLEAN:
+      p[HEADER] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
+      len = HEADER + 1;
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        p[HEADER] = T_INT;
+        memcpy(p + HEADER + 1, &i, sizeof i);
+      }
+      else {
+        lua_Number x = lua_tonumber(L, idx);
+        p[HEADER] = T_FLT;
+        memcpy(p + HEADER + 1, &x, sizeof x);
+      }
+      len = HEADER + 9;
+      break;
+    case LUA_TSTRING: {
+      uint64_t n;
+      str = lua_tolstring(L, idx, &len);
+      if (len > CR_SLOT_BYTES - (HEADER + 9)) return 0;
+      n = len;
+      p[HEADER] = T_STR;
+      memcpy(p + HEADER + 1, &n, sizeof n);
+      memcpy(p + HEADER + 9, str, len);
+      len += HEADER + 9;
+      break;
+    }
+    default: return 0;
+  }
+  p[0] = MAGIC;
+  p[1] = 0;
+  memcpy(p + 2, &one, sizeof one);
+  memcpy(p + 6, &none, sizeof none);
+  s->big = NULL;
+  s->len = (uint32_t)len;
+  return 1;
+}
+
+/* Encode into slot 's': in place when small enough, else malloc'd. */
+void cr_codec_encode_slot(lua_State *L, int first, int n, const char *what,
+                          int flags, cr_msgslot *s) {
+  enc e;
+  int top = lua_gettop(L);
+  if (n == 1 && encode_scalar(L, first, s)) return;
+  encode(&e, L, first, n, what, flags);
+  if (e.n > CR_SLOT_BYTES) {
+    cr_msg *m = (cr_msg *)malloc(sizeof *m + e.n);
+    if (m == NULL) luaL_error(L, "not enough memory");
+    m->len = e.n;
+    memcpy(m->data, e.p, e.n);
+    s->big = m;
+    s->len = 0;
+  }
+  else {
+    s->big = NULL;
+    s->len = (uint32_t)e.n;
+    memcpy(s->data, e.p, e.n);
+  }
+  lua_settop(L, top);
+  walkdata(s->big != NULL ? s->big->data : s->data, cr_shared_retain);
+}
+
+/* Drop what slot 's' holds (its handles, its message); it is then empty. */
+void cr_codec_free_slot(cr_msgslot *s) {
+  if (s->big != NULL) cr_msg_free(s->big);
+  else if (s->len > 0) walkdata(s->data, cr_shared_release);
+  s->big = NULL;
+  s->len = 0;
 }
 
 /* {=================================================================
@@ -470,6 +562,7 @@ typedef struct dec {
   const char *p, *end;
   int flags;
   int seen;                   /* stack slot of id+1 -> object, or 0 */
+  int first;                  /* stack slot of the first object */
   uint32_t nrefs;             /* as the header says */
   uint32_t nseen;             /* tables and functions decoded so far */
   size_t budget;              /* slots tables may still be presized with */
@@ -508,6 +601,11 @@ static size_t getlen(dec *d) {
 /* Give the table or function on top the next id. */
 static void remember(dec *d) {
   if (d->nseen >= d->nrefs) corrupt(d, "bad reference count");
+  if (d->seen == 0) {  /* the only one: a top-level value, on the stack */
+    d->first = lua_gettop(d->L);
+    d->nseen++;
+    return;
+  }
   lua_pushvalue(d->L, -1);
   lua_rawseti(d->L, d->seen, (lua_Integer)++d->nseen);
 }
@@ -556,7 +654,8 @@ static void decode_shared(dec *d) {
 static void decode_ref(dec *d) {
   uint32_t id = getu32(d);
   if (id >= d->nseen) corrupt(d, "bad reference");
-  lua_rawgeti(d->L, d->seen, (lua_Integer)id + 1);
+  if (d->seen == 0) lua_pushvalue(d->L, d->first);
+  else lua_rawgeti(d->L, d->seen, (lua_Integer)id + 1);
 }
 
 /* A key: any value but nil and NaN. */
@@ -633,6 +732,7 @@ static int decode(lua_State *L, const char *data, size_t len, int flags) {
   d.end = data + len;
   d.flags = flags;
   d.seen = 0;
+  d.first = 0;
   d.nseen = 0;
   d.budget = len / 16;
   h = need(&d, HEADER);
@@ -643,7 +743,7 @@ static int decode(lua_State *L, const char *data, size_t len, int flags) {
     corrupt(&d, "bad header");
   if (n > INT_MAX - 8 || !lua_checkstack(L, (int)n + 8))
     corrupt(&d, "too many values");
-  if (d.nrefs > 0) {
+  if (d.nrefs > 1) {  /* one alone is found by its stack slot */
     lua_createtable(L, (int)(d.nrefs < PRESIZE ? d.nrefs : PRESIZE), 0);
     d.seen = lua_gettop(L);
   }
@@ -655,6 +755,11 @@ static int decode(lua_State *L, const char *data, size_t len, int flags) {
 
 int cr_codec_decode(lua_State *L, const cr_msg *m, int flags) {
   return decode(L, m->data, m->len, flags | TRUSTED);
+}
+
+int cr_codec_decode_slot(lua_State *L, const cr_msgslot *s, int flags) {
+  if (s->big != NULL) return cr_codec_decode(L, s->big, flags);
+  return decode(L, s->data, s->len, flags | TRUSTED);
 }
 
 int cr_codec_decode_buffer(lua_State *L, const char *data, size_t len,

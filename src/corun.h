@@ -4,15 +4,22 @@
 ** cross-file functions (cr_<file>_<verb>). Nothing here is exported from the
 ** shared object but luaopen_corun_core.
 **
-** Invariants:
-** - One cr_loop per lua_State (per OS thread); only loop.c resumes tasks.
-** - A task is in at most one of: the ready queue (s.node linked), a wait
-**   list (w.node linked). Its timer (t.slot >= 0) may be armed while it
-**   waits. A finished task may sit in the loop's 'failed' list via s.node.
+** Invariants (assert()ed in Debug builds; NDEBUG elsewhere):
+** - One cr_loop per lua_State (per OS thread); only its driver resumes
+**   tasks (loop.c's cr_loop_run, through cr_task_dispatch), one at a time.
+** - A task is in at most one of: the ready queue ('node' linked), a wait
+**   list (its waiter 'w' linked). Its timer (timer.slot >= 0) may be armed
+**   while it waits. A finished task may sit in the loop's 'failed' anchor
+**   table, never in a list.
+** - A task parks either on one wait list (its own waiter, w.group NULL) or
+**   on a wait group (w.group set, its own waiter unlinked: the group's
+**   cases are the waiters); never both (wait.c).
 ** - Waking a task writes its outcome, unlinks it from its wait list and its
 **   timer, and appends it to the ready queue. Values handed to a woken task
 **   are pushed on its coroutine's stack and counted in 'nargs': they are the
 **   arguments of its next lua_resume, i.e. what its continuation sees.
+** - Only task.c writes the fields of a cr_task; other files call its
+**   functions (cr_task_give, cr_task_setgroup, ...).
 */
 
 #ifndef corun_h
@@ -52,7 +59,8 @@ enum { CR_PENDING, CR_DONE, CR_FAILED, CR_CANCELLED_ST };
 
 /* Uservalue slots of a task. The "aux" value is nil, the name (a string),
 ** one done callback (not a table), or a table {name =, msg = cancel
-** message, traceback =, [i] = done callbacks}; it lives in CR_TUV_VALUE
+** message, traceback =, ctx = context (corun.context_var), [i] = done
+** callbacks}; it lives in CR_TUV_VALUE
 ** while the task is alive and in CR_TUV_CO once it has finished. */
 enum {
   CR_TUV_CO = 1,      /* the coroutine while alive; then the aux value */
@@ -79,6 +87,15 @@ typedef struct cr_entry {
   CR_ENTRY_HEAD;
 } cr_entry;
 
+/* A waiter (wait.c): one entry of a primitive's wait list. It is either
+** the one a task embeds ('group' NULL: the task itself waits there) or
+** the one a case of a wait group embeds ('group' its group: the task is
+** group->task, parked on the group). Lists of queues hold both kinds. */
+typedef struct cr_waiter {
+  cr_list node;               /* in a wait list while linked */
+  cr_wgroup *group;           /* NULL: a task's own waiter; else a case's */
+} cr_waiter;
+
 /* A task: kept small, since a sleeping task costs this plus a coroutine
 ** (112 bytes: with its two uservalues, just inside a 208-byte chunk). */
 typedef struct cr_task {
@@ -94,8 +111,14 @@ typedef struct cr_task {
   unsigned char scope_cancel : 1;  /* a scope inside the shield expired */
   unsigned char has_ctx : 1;  /* its aux table holds a context (ctx) */
   int ncancel;                /* cancel requests not yet withdrawn */
-  cr_list wnode;              /* in a primitive's wait list while parked */
-  cr_wgroup *wg;              /* a cross-thread wait (channel, future) */
+  union {                     /* its waiter, under two names */
+    cr_waiter w;
+    struct {
+      cr_list wnode;          /* in a primitive's wait list while parked */
+      cr_wgroup *wg;          /* parked on a wait group (select, channel,
+                              ** future): then wnode is unlinked */
+    };
+  };
   cr_list joiners;            /* tasks parked in join on this one */
   lua_State *co;              /* the coroutine, owned via uservalue CR_TUV_CO */
   cr_loop *loop;
@@ -124,7 +147,7 @@ struct cr_loop {
   uv_loop_t uv;
   uv_timer_t timer;           /* armed to the earliest deadline when blocking */
   uv_signal_t sigint;         /* the runner's SIGINT watcher */
-  cr_list ready;              /* FIFO of cr_sched: tasks and callbacks */
+  cr_list ready;              /* FIFO of cr_entry: tasks and callbacks */
   cr_list gathers;            /* parked gathers that fail fast (gather.c) */
   cr_heap timers;             /* owned: min-heap of armed timers */
   cr_refs refs[CR_LUV_N + 1]; /* anchor keys, by CR_LUV_* slot */
@@ -194,6 +217,21 @@ cr_msg *cr_codec_encode(lua_State *L, int first, int n, const char *what,
 int cr_codec_decode(lua_State *L, const cr_msg *m, int flags);
 void cr_msg_free(cr_msg *m);
 size_t cr_msg_size(const cr_msg *m);
+/* A message kept in place when it is at most CR_SLOT_BYTES bytes (most
+** numbers, booleans, short strings, small tables), else a malloc'd one:
+** what a channel's ring and a wait case hold. Empty: big NULL, len 0. A
+** slot may be copied (moved) with memcpy; each copy must be freed or
+** decoded at most once. */
+#define CR_SLOT_BYTES 52
+typedef struct cr_msgslot {
+  cr_msg *big;                /* owned: a message too big for data, or NULL */
+  uint32_t len;               /* bytes used in data (0 with big) */
+  char data[CR_SLOT_BYTES];
+} cr_msgslot;
+void cr_codec_encode_slot(lua_State *L, int first, int n, const char *what,
+                          int flags, cr_msgslot *s);
+int cr_codec_decode_slot(lua_State *L, const cr_msgslot *s, int flags);
+void cr_codec_free_slot(cr_msgslot *s);
 int cr_codec_decode_buffer(lua_State *L, const char *data, size_t len,
                            int flags);
 void cr_codec_open_lib(lua_State *L);
@@ -222,12 +260,21 @@ typedef struct cr_lockable {
   uv_mutex_t mu;
 } cr_lockable;
 
-/* One case of a wait group: linked in its object's waiter list. */
+/* One case of a wait group: a waiter linked in its object's waiter list
+** (a channel's under its mutex; a queue's in the owner's thread). For a
+** select, the case table is argument index + 1 of the owner's frame (a
+** put case's value is its field 3: see cr_wait_pushoffer). */
 typedef struct cr_case {
-  cr_list node;               /* in the object's list, under its mutex */
-  cr_wgroup *group;
-  cr_lockable *obj;           /* retained while linked */
-  cr_msg *offer;              /* a send: the message offered */
+  union {
+    cr_waiter w;
+    struct {
+      cr_list node;           /* in the object's list */
+      cr_wgroup *group;       /* never NULL */
+    };
+  };
+  cr_lockable *obj;           /* a channel or future, retained while
+                              ** linked; NULL for a queue case */
+  cr_msgslot offer;           /* a send: the message offered */
   int index;                  /* position in the group */
   int send;                   /* a send case (else receive or wait) */
   int queue;                  /* a case on a (loop-local) queue */
@@ -240,10 +287,10 @@ struct cr_wgroup {
   _Atomic int fired;
   int which;                  /* the case that completed */
   int outcome;                /* CR_OK, CR_CLOSED, ... */
-  cr_msg *msg;                /* what a receive case got */
+  cr_msgslot msg;             /* what a receive case got */
   cr_task *task;              /* the owner, or NULL: a plain thread */
   cr_lhandle *lh;             /* the owner's loop (retained) */
-  uv_mutex_t mu;              /* plain threads: signalled under mu */
+  uv_mutex_t mu;              /* a plain thread's: signalled under mu */
   uv_cond_t cond;
   int signalled;
   int remote;                 /* has cases other threads complete */
@@ -251,17 +298,25 @@ struct cr_wgroup {
   cr_case *cases;
 };
 
-/* channel.c: wait groups */
+/* waitgroup.c: wait groups. A group of a plain thread (task NULL) has its
+** mutex and condition made by cr_wait_new and waits in cr_wait_block; a
+** task's parks with cr_wait_park and is found in its continuation as
+** task->wg. */
 cr_wgroup *cr_wait_new(cr_task *task, int n);
 void cr_wait_free(cr_wgroup *g);
 void cr_wait_link(cr_case *c, cr_lockable *obj, cr_list *q);
+int cr_wait_mode(lua_State *L, cr_loop *lp, const char *fname, cr_task **t);
+int cr_wait_wouldblock(lua_State *L, const char *fname);
 cr_task *cr_wait_caller(lua_State *L, cr_loop *lp, const char *fname);
 int cr_wait_park(lua_State *L, cr_task *t, cr_wgroup *g, double timeout,
                  lua_KContext ctx, lua_KFunction k);
-int cr_wait_complete(cr_case *c, int outcome, cr_msg *msg);
+int cr_wait_block(cr_wgroup *g, double timeout);
+int cr_wait_complete(cr_case *c, int outcome, cr_msgslot *msg);
 int cr_wait_complete_local(cr_case *c, int outcome);
 int cr_wait_detach(cr_task *t);
 void cr_wait_abandon(cr_task *t);
+
+/* channel.c */
 void cr_channel_open_lib(lua_State *L);
 
 /* stream.c */
@@ -331,6 +386,10 @@ void cr_loop_pushanchors(lua_State *L, int slot);
 int cr_loop_callback(lua_State *L, cr_loop *lp, int fidx, int nargs,
                      double delay);
 void cr_loop_open_lib(lua_State *L);
+/* loop.c: callback handles (corun.call_soon, call_later) */
+void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h);
+void cr_handle_timer(cr_loop *lp, cr_handle *h);
+void cr_handle_drop_all(lua_State *L, cr_loop *lp);
 
 /* task.c */
 cr_task *cr_task_enter(lua_State *L, cr_loop *lp, const char *fname);
@@ -355,9 +414,44 @@ void cr_task_notify(lua_State *L, int tidx, int qidx);
 int cr_task_pushresults(lua_State *L, cr_task *t, int idx);
 int cr_pushcancelled(lua_State *L, int msgidx);
 void cr_task_open_lib(lua_State *L);
-void cr_handle_dispatch(lua_State *L, cr_loop *lp, cr_handle *h);
-void cr_handle_timer(cr_loop *lp, cr_handle *h);
-void cr_handle_drop_all(lua_State *L, cr_loop *lp);
+/* task.c: what other files may change in a task */
+void cr_task_give(lua_State *L, cr_task *t, int vidx);
+void cr_task_wakewith(lua_State *L, cr_task *t, int vidx);
+void cr_task_gave(cr_task *t, int n);
+void cr_task_setshielded(cr_task *t, int on);
+void cr_task_setgroup(cr_task *t, cr_wgroup *g);
+int cr_task_takeoutcome(cr_task *t);
+int cr_task_raisecancel(lua_State *L, cr_task *t);
+
+/* wait.c: wait lists of waiters (tasks and cases), in the loop's thread */
+static inline cr_task *cr_wait_owner(cr_waiter *w) {
+  return w->group == NULL ? cr_container_of(w, cr_task, w) : w->group->task;
+}
+static inline cr_waiter *cr_wait_first(cr_list *list) {
+  return cr_container_of(cr_list_head(list), cr_waiter, node);
+}
+int cr_wait_on(lua_State *L, cr_task *t, cr_list *list, double timeout,
+               lua_KContext ctx, lua_KFunction k);
+int cr_wait_wake(cr_waiter *w, int outcome);
+cr_task *cr_wait_wakeone(cr_list *list, int outcome);
+void cr_wait_wakeall(cr_list *list, int outcome);
+int cr_wait_givecase(lua_State *L, cr_list *list, int vidx);
+/* Hand the value at 'vidx' to the first live waiter of 'list' and wake it
+** (CR_OK): the value is what its park returns. 0 when nobody waits.
+** Inline: a plain task first is the hot path of every queue hand-over. */
+static inline int cr_wait_give(lua_State *L, cr_list *list, int vidx) {
+  cr_waiter *w;
+  if (cr_list_empty(list)) return 0;
+  w = cr_wait_first(list);
+  if (w->group != NULL) return cr_wait_givecase(L, list, vidx);
+  cr_task_wakewith(L, cr_container_of(w, cr_task, w), vidx);
+  return 1;
+}
+cr_waiter *cr_wait_takeoffer(lua_State *L, cr_list *list);
+void cr_wait_accepted(cr_waiter *w);
+void cr_wait_pushoffer(lua_State *L, cr_waiter *w);
+int cr_wait_count(cr_list *list);
+int cr_wait_giveup(cr_task *t);
 
 /* inspect.c */
 void cr_inspect_add(cr_lhandle *lh);
@@ -396,7 +490,12 @@ int cr_argerror(lua_State *L, int arg, const char *fname, const char *msg);
 int cr_signum(lua_State *L, int arg, const char *def);
 const char *cr_signame(int sig);
 extern const char cr_task_mtkey, cr_queue_mtkey;  /* registry keys */
-double cr_opttimeout(lua_State *L, int arg);
+double cr_opttimeout_arg(lua_State *L, int arg);
+/* The optional timeout at 'arg': seconds >= 0, or -1 for none (inline:
+** most calls have none). */
+static inline double cr_opttimeout(lua_State *L, int arg) {
+  return lua_gettop(L) < arg ? -1 : cr_opttimeout_arg(L, arg);
+}
 int cr_pushfail(lua_State *L, const char *why);
 int cr_iscallable(lua_State *L, int idx);
 const char *cr_describe(lua_State *L, int idx);
@@ -404,8 +503,20 @@ const char *cr_fname(lua_State *L);
 int cr_nomem(lua_State *L);
 int cr_badarg(lua_State *L, int arg, const char *fname, const char *msg);
 void cr_checkcallable(lua_State *L, int arg);
-void *cr_toudata(lua_State *L, int idx, size_t size, size_t moff,
-                 unsigned magic);
+/* The full userdata at 'idx' if it has 'size' bytes and 'magic' at offset
+** 'moff' (one of corun's own objects), else NULL. Cheaper than
+** luaL_testudata, which looks the metatable up by name; inline, since
+** every method call of a queue, lock, ... starts with it. lua_rawlen is 0
+** for a light userdata, and lua_touserdata NULL for a string or table of
+** that length: two calls instead of three. */
+static inline void *cr_toudata(lua_State *L, int idx, size_t size,
+                               size_t moff, unsigned magic) {
+  void *p;
+  if (lua_rawlen(L, idx) != size || (p = lua_touserdata(L, idx)) == NULL)
+    return NULL;
+  if (*(unsigned *)((char *)p + moff) != magic) return NULL;
+  return p;
+}
 #define cr_testobj(L, idx, type, magicv) \
   ((type *)cr_toudata(L, idx, sizeof(type), offsetof(type, magic), magicv))
 void cr_setmetatable(lua_State *L, const char *key);

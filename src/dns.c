@@ -50,9 +50,7 @@ static void opdone(dnsop *op, int status) {
     free(op);
     return;
   }
-  if (!cr_list_empty(&op->waiters))
-    cr_task_wake(cr_container_of(cr_list_head(&op->waiters), cr_task,
-                                 wnode), CR_OK);
+  cr_wait_wakeone(&op->waiters, CR_OK);
 }
 
 static void on_addrinfo(uv_getaddrinfo_t *req, int status,
@@ -105,7 +103,7 @@ int cr_dns_getaddrinfo(lua_State *L, cr_loop *lp, const char *fname,
     free(op);
     return cr_dns_pusherror(L, r);
   }
-  return cr_task_park(L, me, &op->waiters, timeout, (lua_KContext)op, k);
+  return cr_wait_on(L, me, &op->waiters, timeout, (lua_KContext)op, k);
 }
 
 /* In the continuation: settle the request. Raises Cancelled if the task
@@ -311,8 +309,8 @@ static int dns_reverse(lua_State *L) {
     free(op);
     return cr_dns_pusherror(L, r);
   }
-  return cr_task_park(L, me, &op->waiters, timeout, (lua_KContext)op,
-                      reverse_k);
+  return cr_wait_on(L, me, &op->waiters, timeout, (lua_KContext)op,
+                    reverse_k);
 }
 
 /* }================================================================= */

@@ -67,7 +67,7 @@ static void opfree(fsop *op) {
 /* The task parked on 'op', or NULL once it was cancelled. */
 static cr_task *waiter(fsop *op) {
   if (cr_list_empty(&op->waiters)) return NULL;
-  return cr_container_of(cr_list_head(&op->waiters), cr_task, wnode);
+  return cr_wait_owner(cr_wait_first(&op->waiters));
 }
 
 /* Nobody waits for the result any more. */
@@ -246,9 +246,7 @@ static void drive(fsop *op) {
   if (s == S_PENDING) return;
   op->done = 1;
   if (!op->parked) return;
-  if (waiter(op) != NULL)
-    cr_task_wake(waiter(op), CR_OK);
-  else
+  if (cr_wait_wakeone(&op->waiters, CR_OK) == NULL)
     opfree(op);
 }
 
@@ -374,11 +372,10 @@ static const char *checkpath(lua_State *L, int arg, const char *fname,
                              size_t *len) {
   const char *s = lua_tolstring(L, arg, len);
   if (s == NULL)
-    luaL_error(L, "bad argument #%d to '%s' (string expected, got %s)", arg,
-               fname, luaL_typename(L, arg));
+    cr_argerror(L, arg, fname, lua_pushfstring(L, "string expected, got %s",
+                                               luaL_typename(L, arg)));
   if (strlen(s) != *len)
-    luaL_error(L, "bad argument #%d to '%s' (path contains a zero byte)",
-               arg, fname);
+    cr_argerror(L, arg, fname, "path contains a zero byte");
   return s;
 }
 
@@ -388,8 +385,7 @@ static int optmode(lua_State *L, int arg, const char *fname) {
   if (lua_isnoneornil(L, arg)) return 0777;
   m = lua_tointegerx(L, arg, &isnum);
   if (!isnum || m < 0 || m > 07777)
-    luaL_error(L, "bad argument #%d to '%s' (mode must be an integer from "
-                  "0 to 4095)", arg, fname);
+    cr_argerror(L, arg, fname, "mode must be an integer from 0 to 4095");
   return (int)m;
 }
 
@@ -397,7 +393,7 @@ static int optmode(lua_State *L, int arg, const char *fname) {
 static fsop *newop(lua_State *L, cr_loop *lp, int kind, const char *path,
                    size_t plen, const char *to, size_t tlen) {
   fsop *op = (fsop *)calloc(1, sizeof *op + plen + tlen + 2);
-  if (op == NULL) luaL_error(L, "not enough memory");
+  if (op == NULL) cr_nomem(L);
   op->loop = lp;
   op->kind = kind;
   op->fd = -1;
@@ -417,7 +413,7 @@ static void setdata(lua_State *L, fsop *op, int arg) {
   if (len == 0) return;
   if ((op->buf = (char *)malloc(len)) == NULL) {
     free(op);
-    luaL_error(L, "not enough memory");
+    cr_nomem(L);
     return;
   }
   memcpy(op->buf, s, len);
@@ -435,8 +431,8 @@ static int start(lua_State *L, int kind, const char *fname) {
   fsop *op;
   if (kind == FS_RENAME) to = checkpath(L, 2, fname, &tlen);
   if ((kind == FS_WRITE || kind == FS_APPEND) && !lua_isstring(L, 2))
-    luaL_error(L, "bad argument #2 to '%s' (string expected, got %s)", fname,
-               luaL_typename(L, 2));
+    cr_argerror(L, 2, fname, lua_pushfstring(L, "string expected, got %s",
+                                             luaL_typename(L, 2)));
   if (lp->current != NULL) {
     me = cr_task_enter(L, lp, fname);
     cr_task_checkcancel(L, me);
@@ -449,7 +445,7 @@ static int start(lua_State *L, int kind, const char *fname) {
   if (op->done) return results(L, op);
   op->parked = 1;
   lua_settop(L, 0);
-  return cr_task_park(L, me, &op->waiters, -1, (lua_KContext)op, fs_k);
+  return cr_wait_on(L, me, &op->waiters, -1, (lua_KContext)op, fs_k);
 }
 
 /* fs.read(path) -> string | nil, err */

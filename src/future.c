@@ -181,7 +181,7 @@ static int future_k(lua_State *L, int status, lua_KContext ctx) {
   cr_task *me = cr_loop_get(L)->current;
   cr_wgroup *g = me->wg;
   (void)status; (void)ctx;
-  me->wg = NULL;
+  cr_task_setgroup(me, NULL);
   cr_wait_free(g);
   if (me->outcome != CR_OK) {
     cr_task_outcome(L, me);  /* raises Cancelled */

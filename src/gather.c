@@ -48,7 +48,7 @@ void cr_gather_failed(cr_loop *lp, cr_task *t) {
     if (g->nfailed < NOTED) g->failed[g->nfailed] = t;
     g->nfailed++;
     if (cr_list_linked(&g->owner->wnode))  /* else already woken */
-      cr_task_wake(g->owner, CR_OK);
+      cr_wait_wake(&g->owner->w, CR_OK);
   }
 }
 
@@ -126,8 +126,8 @@ static int scan(lua_State *L, lua_Integer pos) {
         g->nfailed = 0;
         cr_list_push(&lp->gathers, &g->node);
       }
-      return cr_task_park(L, me, &t->joiners, -1, (lua_KContext)pos,
-                          gather_k);
+      return cr_wait_on(L, me, &t->joiners, -1, (lua_KContext)pos,
+                        gather_k);
     }
     if (!reterr && isfailed(t)) return raise_failure(L, pos, n);
     collect(L, t, pos);

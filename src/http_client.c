@@ -135,16 +135,11 @@ static void keepalive(cr_curl *cm) {
 }
 
 static void wakefeeder(creq *q, int outcome) {
-  while (!cr_list_empty(&q->upwaiters))
-    cr_task_wake(cr_container_of(cr_list_head(&q->upwaiters), cr_task, wnode),
-                 outcome);
+  cr_wait_wakeall(&q->upwaiters, outcome);
 }
 
 static int wakeone(creq *q) {
-  if (cr_list_empty(&q->waiters)) return 0;
-  cr_task_wake(cr_container_of(cr_list_head(&q->waiters), cr_task, wnode),
-               CR_OK);
-  return 1;
+  return cr_wait_wakeone(&q->waiters, CR_OK) != NULL;
 }
 
 /* Returns 1 when a task was woken. */
@@ -599,7 +594,7 @@ static int http_request(lua_State *L) {
   }
   lua_settop(L, 2);
   q->inreq = 1;
-  return cr_task_park(L, me, &q->waiters, -1, (lua_KContext)q, request_k);
+  return cr_wait_on(L, me, &q->waiters, -1, (lua_KContext)q, request_k);
 }
 
 /* {=================================================================
@@ -642,7 +637,7 @@ static int xfer_read(lua_State *L) {
   if ((r = xfer_answer(L, q)) != 0) return r;
   me = cr_task_enter(L, q->cm->loop, "read");
   lua_settop(L, 1);
-  return cr_task_park(L, me, &q->waiters, timeout, 0, xfer_read_k);
+  return cr_wait_on(L, me, &q->waiters, timeout, 0, xfer_read_k);
 }
 
 static int xfer_read_k(lua_State *L, int status, lua_KContext ctx) {
@@ -655,8 +650,8 @@ static int xfer_read_k(lua_State *L, int status, lua_KContext ctx) {
     return 2;
   }
   if ((r = xfer_answer(L, q)) != 0) return r;
-  return cr_task_park(L, q->cm->loop->current, &q->waiters, -1, 0,
-                      xfer_read_k);
+  return cr_wait_on(L, q->cm->loop->current, &q->waiters, -1, 0,
+                    xfer_read_k);
 }
 
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
@@ -692,7 +687,7 @@ static int xfer_send(lua_State *L) {
   if (!q->done && q->up.len - q->upos > STREAM_HIGH) {
     cr_task *me = cr_task_enter(L, q->cm->loop, "send");
     lua_settop(L, 1);
-    return cr_task_park(L, me, &q->upwaiters, -1, 0, send_k);
+    return cr_wait_on(L, me, &q->upwaiters, -1, 0, send_k);
   }
   lua_pushboolean(L, 1);
   return 1;

@@ -15,6 +15,7 @@
 ** in uv_run(UV_RUN_ONCE) only when nothing is ready.
 */
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -43,6 +44,9 @@ double cr_loop_now(cr_loop *lp) {
 }
 
 void cr_loop_ready(cr_loop *lp, cr_entry *e) {
+  assert(!cr_list_linked(&e->node));  /* in the ready queue at most once */
+  assert(e->kind != CR_SCHED_TASK ||  /* and then in no wait list */
+         !cr_list_linked(&((cr_task *)e)->wnode));
   cr_list_push(&lp->ready, &e->node);
 }
 
@@ -225,6 +229,7 @@ static void inbox_close(cr_loop *lp) {
 
 static void dispatch(lua_State *L, cr_loop *lp, cr_list *n) {
   cr_entry *e = cr_container_of(n, cr_entry, node);
+  assert(lp->current == NULL);  /* the driver alone resumes tasks */
   if (e->kind == CR_SCHED_TASK)
     cr_task_dispatch(L, lp, (cr_task *)e);
   else

@@ -45,9 +45,7 @@ static void on_child_exit(uv_process_t *h, int64_t code, int sig) {
   p->exited = 1;
   p->code = code;
   p->signal = sig;
-  while (!cr_list_empty(&p->waiters))
-    cr_task_wake(cr_container_of(cr_list_head(&p->waiters), cr_task, wnode),
-                 CR_OK);
+  cr_wait_wakeall(&p->waiters, CR_OK);
 }
 
 static int pushstatus(lua_State *L, cr_process *p) {
@@ -81,7 +79,7 @@ static int process_wait(lua_State *L) {
   if (p->exited) return pushstatus(L, p);
   t = cr_task_enter(L, p->loop, "wait");
   lua_settop(L, 1);
-  return cr_task_park(L, t, &p->waiters, timeout, 0, wait_k);
+  return cr_wait_on(L, t, &p->waiters, timeout, 0, wait_k);
 }
 
 /* p:kill([sig]) -> true | nil, err */

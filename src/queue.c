@@ -14,9 +14,11 @@
 **   So a put with a getter waiting hands the item straight to it (pushed on
 **   the getter's coroutine), and a get that frees a slot moves the first
 **   putter's item (still in its own frame, argument 2) into the queue.
-** - Waiters are woken in arrival order. A task woken with an item keeps
-**   it even if cancelled afterwards; a putter cancelled while parked still
-**   holds its item. So no item is lost or duplicated.
+** - One wait list per direction (getters, putters; wait.c's waiters):
+**   plain tasks and select cases are served together in arrival order. A
+**   task or case woken with an item keeps it even if cancelled afterwards;
+**   a putter cancelled while parked still holds its item. So no item is
+**   lost or duplicated.
 */
 
 #include <string.h>
@@ -30,8 +32,7 @@ enum { CR_FIFO, CR_LIFO, CR_PRIO };
 
 typedef struct cr_queue {
   cr_loop *loop;
-  cr_list getters, putters, joiners;  /* parked tasks, FIFO */
-  cr_list sgetters, sputters;         /* select cases, after the tasks */
+  cr_list getters, putters, joiners;  /* waiters (tasks, select cases) */
   lua_Integer maxsize;                /* 0: unbounded */
   lua_Integer unfinished;             /* items put and not yet task_done */
   int head, n, cap;                   /* the ring in uservalue 1 */
@@ -55,7 +56,7 @@ static void checkidle(lua_State *L, cr_queue *q, const char *fname) {
                   "it orders", fname);
 }
 
-static cr_queue *checkqueue(lua_State *L, const char *fname) {
+static inline cr_queue *checkqueue(lua_State *L, const char *fname) {
   cr_queue *q = cr_testobj(L, 1, cr_queue, CR_QUEUE_MAGIC);
   if (q == NULL) luaL_typeerror(L, 1, CR_QUEUE_MT);
   checkidle(L, q, fname);
@@ -68,10 +69,6 @@ int cr_queue_test(lua_State *L, int idx) {
 
 static int isfull(cr_queue *q) {
   return q->maxsize > 0 && q->n >= q->maxsize;
-}
-
-static cr_task *first(cr_list *waiters) {
-  return cr_container_of(cr_list_head(waiters), cr_task, wnode);
 }
 
 /* {=================================================================
@@ -247,74 +244,26 @@ static void take(lua_State *L, cr_queue *q, int qidx) {
 ** Putting and getting
 ** ================================================================== */
 
-/* Push the value at 'vidx' on the stack of parked task 't': what its
-** continuation returns. */
-static void give(lua_State *L, cr_task *t, int vidx) {
-  lua_checkstack(t->co, 1);
-  lua_pushvalue(L, vidx);
-  lua_xmove(L, t->co, 1);
-  t->nargs++;
-}
-
-static cr_case *firstcase(cr_list *cases) {
-  return cr_container_of(cr_list_head(cases), cr_case, node);
-}
-
-/* Give the value at 'vidx' to the first waiting getter (a task, else a
+/* Give the value at 'vidx' to the first waiting getter (a task or a
 ** select case); 0 when nobody waits. */
 static int handoff(lua_State *L, cr_queue *q, int vidx) {
-  if (!cr_list_empty(&q->getters)) {
-    cr_task *g = first(&q->getters);
-    /* No lua_checkstack: a parked getter sits in a C frame with one value
-    ** (the queue) and LUA_MINSTACK slots, and gets one item only. */
-    lua_pushvalue(L, vidx);
-    lua_xmove(L, g->co, 1);
-    g->nargs++;
-    q->unfinished++;
-    cr_task_wake(g, CR_OK);
-    return 1;
-  }
-  while (!cr_list_empty(&q->sgetters)) {
-    cr_case *c = firstcase(&q->sgetters);
-    cr_task *owner = c->group->task;
-    if (!cr_wait_complete_local(c, CR_OK)) {  /* stale: its select is over */
-      cr_list_remove(&c->node);
-      continue;
-    }
-    give(L, owner, vidx);  /* woken but not yet resumed: it gets this */
-    q->unfinished++;
-    return 1;
-  }
-  return 0;
+  if (!cr_wait_give(L, &q->getters, vidx))
+    return 0;
+  q->unfinished++;
+  return 1;
 }
 
 /* A slot is free ('extra': or will be): move the first parked putter's
-** item into the queue (a task's, else a select case's). */
+** item into the queue. */
 static void refill(lua_State *L, cr_queue *q, int qidx, int extra) {
-  cr_task *p;
+  cr_waiter *w;
   if (q->maxsize > 0 && q->n - extra >= q->maxsize) return;  /* no overflow */
-  if (cr_list_empty(&q->putters)) {
-    while (!cr_list_empty(&q->sputters)) {
-      cr_case *c = firstcase(&q->sputters);
-      lua_State *co = c->group->task->co;
-      if (!cr_wait_complete_local(c, CR_OK)) {
-        cr_list_remove(&c->node);
-        continue;
-      }
-      lua_rawgeti(co, c->index + 1, 3);  /* no priority queue: cannot raise */
-      lua_xmove(co, L, 1);
-      store(L, q, qidx);
-      q->unfinished++;
-      return;
-    }
+  if (cr_list_empty(&q->putters) ||
+      (w = cr_wait_takeoffer(L, &q->putters)) == NULL)
     return;
-  }
-  p = first(&q->putters);
-  lua_pushvalue(p->co, ITEM_ARG);
-  lua_xmove(p->co, L, 1);
   store(L, q, qidx);  /* may raise (a comparator): then nothing moved */
   q->unfinished++;
-  cr_task_wake(p, CR_OK);
+  cr_wait_accepted(w);
 }
 
 /* put_nowait: 1 when the value at 'vidx' went in, else nil,why pushed. */
@@ -360,6 +309,11 @@ static void checkitem(lua_State *L, int arg, const char *fname) {
   cr_badarg(L, arg, fname, "nil is not a valid item");
 }
 
+static int pushtrue(lua_State *L) {
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* offer() for the Lua API: true, or nil,why. */
 static int putnow(lua_State *L, cr_queue *q) {
   if (offer(L, q, 1, ITEM_ARG) == 2) return 2;
@@ -367,17 +321,23 @@ static int putnow(lua_State *L, cr_queue *q) {
   return 1;
 }
 
-/* Continuations: the outcome of a parked put, get, iter or join. */
+/* Continuations: the outcome of a parked put, get, iter or join. The
+** context is the parked task with the kind of wait in its low bits (a
+** task is a userdata: aligned to 8), which spares a loop look-up. */
+enum { W_PUT, W_GET, W_ITER, W_JOIN };
+#define WCTX(t, kind) ((lua_KContext)(t) | (kind))
+
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  cr_task *t = cr_loop_get(L)->current;
+  cr_task *t = (cr_task *)(ctx & ~(lua_KContext)3);
+  int kind = (int)(ctx & 3);
   (void)status;
   switch (cr_task_outcome(L, t)) {
     case CR_TIMEOUT: return cr_pushfail(L, "timeout");
     case CR_CLOSED:
-      if (ctx == 'i') return 0;
+      if (kind == W_ITER) return 0;
       return cr_pushfail(L, "closed");
     default:
-      if (ctx == 'g' || ctx == 'i') return 1;  /* the item handed over */
+      if (kind == W_GET || kind == W_ITER) return 1;  /* the item handed over */
       lua_pushboolean(L, 1);
       return 1;
   }
@@ -388,12 +348,11 @@ static int queue_put(lua_State *L) {
   double timeout = cr_opttimeout(L, 3);
   cr_task *t;
   checkitem(L, ITEM_ARG, "put");
-  if (q->closed || !cr_list_empty(&q->getters) ||
-      !cr_list_empty(&q->sgetters) || !isfull(q))
-    return putnow(L, q);
+  if (q->closed || !isfull(q)) return putnow(L, q);
+  if (handoff(L, q, ITEM_ARG)) return pushtrue(L);
   t = cr_task_enter(L, q->loop, "put");
-  lua_settop(L, ITEM_ARG);
-  return cr_task_park(L, t, &q->putters, timeout, 'p', wait_k);
+  lua_settop(L, ITEM_ARG);  /* the item on top: what it offers (wait.c) */
+  return cr_wait_on(L, t, &q->putters, timeout, WCTX(t, W_PUT), wait_k);
 }
 
 static int queue_get(lua_State *L) {
@@ -403,7 +362,7 @@ static int queue_get(lua_State *L) {
   if (q->n > 0 || q->closed) return poll(L, q, 1);
   t = cr_task_enter(L, q->loop, "get");
   if (lua_gettop(L) > 1) lua_settop(L, 1);
-  return cr_task_park(L, t, &q->getters, timeout, 'g', wait_k);
+  return cr_wait_on(L, t, &q->getters, timeout, WCTX(t, W_GET), wait_k);
 }
 
 static int queue_put_nowait(lua_State *L) {
@@ -424,7 +383,7 @@ static int queue_next(lua_State *L) {
   if (q->closed) return 0;
   t = cr_task_enter(L, q->loop, "iter");
   lua_settop(L, 1);
-  return cr_task_park(L, t, &q->getters, -1, 'i', wait_k);
+  return cr_wait_on(L, t, &q->getters, -1, WCTX(t, W_ITER), wait_k);
 }
 
 static int queue_iter(lua_State *L) {
@@ -440,7 +399,7 @@ static int queue_task_done(lua_State *L) {
     return luaL_error(L, "task_done: called more times than there were "
                          "items put");
   if (--q->unfinished == 0)
-    while (!cr_list_empty(&q->joiners)) cr_task_wake(first(&q->joiners), CR_OK);
+    cr_wait_wakeall(&q->joiners, CR_OK);
   return 0;
 }
 
@@ -454,28 +413,14 @@ static int queue_join(lua_State *L) {
   }
   t = cr_task_enter(L, q->loop, "join");
   lua_settop(L, 1);
-  return cr_task_park(L, t, &q->joiners, timeout, 'j', wait_k);
-}
-
-static void wakeall(cr_list *waiters, int outcome) {
-  while (!cr_list_empty(waiters)) cr_task_wake(first(waiters), outcome);
-}
-
-static void closecases(cr_list *cases) {
-  while (!cr_list_empty(cases)) {
-    cr_case *c = firstcase(cases);
-    cr_list_remove(&c->node);
-    cr_wait_complete_local(c, CR_CLOSED);
-  }
+  return cr_wait_on(L, t, &q->joiners, timeout, WCTX(t, W_JOIN), wait_k);
 }
 
 static int queue_close(lua_State *L) {
   cr_queue *q = checkqueue(L, "close");
   q->closed = 1;
-  wakeall(&q->getters, CR_CLOSED);
-  wakeall(&q->putters, CR_CLOSED);
-  closecases(&q->sgetters);
-  closecases(&q->sputters);
+  cr_wait_wakeall(&q->getters, CR_CLOSED);
+  cr_wait_wakeall(&q->putters, CR_CLOSED);
   return 0;
 }
 
@@ -534,8 +479,6 @@ static cr_queue *pushqueue(lua_State *L, int kind, lua_Integer maxsize,
   q->magic = CR_QUEUE_MAGIC;
   cr_list_init(&q->getters);
   cr_list_init(&q->putters);
-  cr_list_init(&q->sgetters);
-  cr_list_init(&q->sputters);
   cr_list_init(&q->joiners);
   cr_setmetatable(L, &cr_queue_mtkey);
   if (inl) return q;
@@ -611,11 +554,8 @@ int cr_queue_select_try(lua_State *L, int qidx, int put, int vidx) {
   }
   if (q->closed) return -1;
   vidx = lua_absindex(L, vidx);
-  if (!cr_list_empty(&q->getters) || !cr_list_empty(&q->sgetters) ||
-      !isfull(q)) {
-    if (offer(L, q, qidx, vidx) == 1) return 1;
-    lua_pop(L, 2);
-  }
+  if (offer(L, q, qidx, vidx) == 1) return 1;
+  lua_pop(L, 2);  /* nil, "full" */
   return 0;
 }
 
@@ -624,12 +564,11 @@ int cr_queue_is_priority(lua_State *L, int idx) {
   return ((cr_queue *)lua_touserdata(L, idx))->kind == CR_PRIO;
 }
 
-/* Link select case 'c' (a put-case's item is element 3 of its case table,
-** argument c->index + 1 of the parked select). */
+/* Link select case 'c' among the waiters of its direction. */
 void cr_queue_select_link(lua_State *L, int qidx, int put, cr_case *c) {
   cr_queue *q = (cr_queue *)lua_touserdata(L, qidx);
   c->queue = 1;
-  cr_list_push(put ? &q->sputters : &q->sgetters, &c->node);
+  cr_list_push(put ? &q->putters : &q->getters, &c->w.node);
 }
 
 /* }================================================================= */

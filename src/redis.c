@@ -113,7 +113,7 @@ static int conv_p(lua_State *L) {
   if (cv->q->results != 0)  /* a pipeline: results[i] = reply */
     lua_rawseti(cv->co, cv->q->results, cv->q->n - cv->q->pending + 1);
   else
-    cv->q->task->nargs += n;
+    cr_task_gave(cv->q->task, n);
   return 0;
 }
 
@@ -225,9 +225,7 @@ static int attach(redisAsyncContext *ac, uv_loop_t *loop) {
 /* Wake the tasks waiting for the connection's setup: each looks at the
 ** client's state again (ready, failed, or lost). */
 static void setup_wake(cr_redis *c) {
-  while (!cr_list_empty(&c->setup_waiters))
-    cr_task_wake(cr_container_of(cr_list_head(&c->setup_waiters), cr_task,
-                                 wnode), CR_OK);
+  cr_wait_wakeall(&c->setup_waiters, CR_OK);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status) {
@@ -394,7 +392,7 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
 static int park(lua_State *L, cr_task *me, rreq *q, double timeout) {
   q->task = me;
   q->base = lua_gettop(L);
-  return cr_task_park(L, me, &q->waiters, timeout, (lua_KContext)q, call_k);
+  return cr_wait_on(L, me, &q->waiters, timeout, (lua_KContext)q, call_k);
 }
 
 static rreq *newreq(lua_State *L, int n) {
@@ -442,7 +440,7 @@ static int send_call(lua_State *L, cr_redis *c, cr_task *me) {
   rreq *q;
   if (r < 0) return 2;
   if (r > 0)
-    return cr_task_park(L, me, &c->setup_waiters, -1, 0, setup_k);
+    return cr_wait_on(L, me, &c->setup_waiters, -1, 0, setup_k);
   argv = (const char **)lua_newuserdatauv(L, (top - 1) * sizeof *argv, 0);
   lens = (size_t *)lua_newuserdatauv(L, (top - 1) * sizeof *lens, 0);
   q = newreq(L, 1);
@@ -482,7 +480,7 @@ static int send_pipeline(lua_State *L, cr_redis *c, cr_task *me) {
   r = ready(L, c);
   if (r < 0) return 2;
   if (r > 0)
-    return cr_task_park(L, me, &c->setup_waiters, -1, 1, setup_k);
+    return cr_wait_on(L, me, &c->setup_waiters, -1, 1, setup_k);
   luaL_checkstack(L, maxw + 4, "command too long");
   argv = (const char **)lua_newuserdatauv(L, maxw * sizeof *argv, 0);
   lens = (size_t *)lua_newuserdatauv(L, maxw * sizeof *lens, 0);

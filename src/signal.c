@@ -20,6 +20,10 @@
 ** are listed, in registration order, in the state's uservalue:
 ** {[signal index] = {handler, ...}}.
 **
+** Errors: misuse raises an argument error (cr_argerror, one spelling);
+** libuv failing to watch a signal is returned as nil, "ENAME: message",
+** "ENAME".
+**
 ** While the script watches "int" itself (lp->int_handlers > 0), the
 ** runner's SIGINT default (cancel the main task, exit 130) stays off.
 */
@@ -95,9 +99,6 @@ static void pushlist(lua_State *L, int which) {
 ** Watchers
 ** ================================================================== */
 
-static cr_task *first(cr_list *waiters) {
-  return cr_container_of(cr_list_head(waiters), cr_task, wnode);
-}
 
 static int schedule(lua_State *L) {
   cr_sigwatch *w = (cr_sigwatch *)lua_touserdata(L, 1);
@@ -136,8 +137,7 @@ static void fire(cr_sigwatch *w) {
 static void on_signal(uv_signal_t *h, int signum) {
   cr_sigwatch *w = (cr_sigwatch *)h->data;
   (void)signum;
-  while (!cr_list_empty(&w->waiters))
-    cr_task_wake(first(&w->waiters), CR_OK);
+  cr_wait_wakeall(&w->waiters, CR_OK);
   if (w->nhandlers > 0) fire(w);
 }
 
@@ -161,17 +161,17 @@ static int update(cr_sigwatch *w, int extra) {
   return r;
 }
 
-/* The watcher of signal 'which', made on first use. */
-static cr_sigwatch *watcher(lua_State *L, int which) {
+/* The watcher of signal 'which', made on first use; NULL (and the libuv
+** error in *err) when libuv cannot make one. */
+static cr_sigwatch *watcher(lua_State *L, int which, int *err) {
   cr_sigstate *st = pushstate(L);
   cr_sigwatch *w = st->w[which];
   lua_pop(L, 1);
   if (w != NULL) return w;
-  if ((w = (cr_sigwatch *)calloc(1, sizeof *w)) == NULL)
-    luaL_error(L, "not enough memory");
-  if (uv_signal_init(&st->loop->uv, &w->h) != 0) {
+  if ((w = (cr_sigwatch *)calloc(1, sizeof *w)) == NULL) cr_nomem(L);
+  if ((*err = uv_signal_init(&st->loop->uv, &w->h)) != 0) {
     free(w);
-    luaL_error(L, "cannot watch signals");
+    return NULL;
   }
   w->h.data = w;
   w->loop = st->loop;
@@ -212,14 +212,14 @@ static int checksig(lua_State *L, int arg, const char *fname) {
   const char *name;
   int i;
   if (lua_type(L, arg) != LUA_TSTRING)
-    return luaL_error(L, "bad argument #%d to '%s' (string expected, got "
-                         "%s)", arg, fname, luaL_typename(L, arg));
+    return cr_argerror(L, arg, fname, lua_pushfstring(L,
+                       "string expected, got %s", luaL_typename(L, arg)));
   name = lua_tostring(L, arg);
   for (i = 0; i < NSIGNALS; i++)
     if (strcmp(name, signals[i].name) == 0) return i;
-  return luaL_error(L, "bad argument #%d to '%s' (unknown signal '%s': "
-                       "expected \"int\", \"term\", \"hup\", \"usr1\", "
-                       "\"usr2\" or \"winch\")", arg, fname, name);
+  return cr_argerror(L, arg, fname, lua_pushfstring(L, "unknown signal '%s': "
+                     "expected \"int\", \"term\", \"hup\", \"usr1\", "
+                     "\"usr2\", \"winch\" or \"quit\"", name));
 }
 
 static double opttimeout(lua_State *L, int arg, const char *fname) {
@@ -227,13 +227,16 @@ static double opttimeout(lua_State *L, int arg, const char *fname) {
   if (lua_isnoneornil(L, arg)) return -1;
   d = lua_tonumber(L, arg);
   if (!lua_isnumber(L, arg) || !(d >= 0))
-    luaL_error(L, "bad argument #%d to '%s' (timeout must be a number >= "
-                  "0)", arg, fname);
+    cr_argerror(L, arg, fname, "timeout must be a number >= 0");
   return d;
 }
 
-static int sigerror(lua_State *L, const char *fname, int r) {
-  return luaL_error(L, "%s: %s: %s", fname, uv_err_name(r), uv_strerror(r));
+/* libuv could not watch the signal: nil, "ENAME: message", "ENAME". */
+static int sigerror(lua_State *L, int r) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", uv_err_name(r), uv_strerror(r));
+  lua_pushstring(L, uv_err_name(r));
+  return 3;
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
@@ -249,7 +252,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* signal.wait(name, [timeout]) -> name | nil, "timeout" */
+/* signal.wait(name, [timeout]) -> name | nil, "timeout" | nil, err, ENAME */
 static int signal_wait(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
   int which = checksig(L, 1, "signal.wait"), r;
@@ -257,13 +260,13 @@ static int signal_wait(lua_State *L) {
   cr_task *me = cr_task_enter(L, lp, "signal.wait");
   cr_sigwatch *w;
   cr_task_checkcancel(L, me);
-  w = watcher(L, which);
+  if ((w = watcher(L, which, &r)) == NULL) return sigerror(L, r);
   if ((r = update(w, 1)) != 0) {
     update(w, 0);
-    return sigerror(L, "signal.wait", r);
+    return sigerror(L, r);
   }
   lua_settop(L, 0);
-  return cr_task_park(L, me, &w->waiters, timeout, (lua_KContext)w, wait_k);
+  return cr_wait_on(L, me, &w->waiters, timeout, (lua_KContext)w, wait_k);
 }
 
 /* signal.on(name, fn) -> handler: fn(name) runs as a callback each time
@@ -275,10 +278,10 @@ static int signal_on(lua_State *L) {
   cr_sighandler *h;
   cr_sigwatch *w;
   if (!cr_iscallable(L, 2))
-    luaL_error(L, "bad argument #2 to 'signal.on' (function expected, got "
-                  "%s)", luaL_typename(L, 2));
+    cr_argerror(L, 2, "signal.on", lua_pushfstring(L,
+                "function expected, got %s", luaL_typename(L, 2)));
   lua_settop(L, 2);
-  w = watcher(L, which);
+  if ((w = watcher(L, which, &r)) == NULL) return sigerror(L, r);
   h = (cr_sighandler *)lua_newuserdatauv(L, sizeof *h, 1);
   memset(h, 0, sizeof *h);  /* inactive until listed */
   h->loop = lp;
@@ -296,7 +299,7 @@ static int signal_on(lua_State *L) {
     h->active = 0;
     w->nhandlers--;
     update(w, 0);
-    return sigerror(L, "signal.on", r);
+    return sigerror(L, r);
   }
   lua_settop(L, 3);
   return 1;

@@ -57,13 +57,6 @@ static cr_stream *checkstream(lua_State *L) {
   return s;
 }
 
-static cr_task *first(cr_list *waiters) {
-  return cr_container_of(cr_list_head(waiters), cr_task, wnode);
-}
-
-static void wakeall(cr_list *waiters, int outcome) {
-  while (!cr_list_empty(waiters)) cr_task_wake(first(waiters), outcome);
-}
 
 static void on_close_free(uv_handle_t *h) {
   free(h);
@@ -113,9 +106,9 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
     else s->err = (int)n;
     stopreading(s);
   }
-  if (!cr_list_empty(&s->readers))
-    cr_task_wake(first(&s->readers), CR_OK);
-  else if (s->len - s->pos >= HIGH_WATER)
+  if (cr_wait_wakeone(&s->readers, CR_OK) != NULL)
+    return;
+  if (s->len - s->pos >= HIGH_WATER)
     stopreading(s);  /* nobody reads: do not buffer without bound */
 }
 
@@ -238,7 +231,7 @@ static int read_(lua_State *L, cr_stream *s, int fmt, size_t n) {
   }
   cr_task_checkcancel(L, t);  /* so that the park below links the reader */
   if (!s->pinned) uv_ref((uv_handle_t *)s->h);
-  return cr_task_park(L, t, &s->readers, timeout, (lua_KContext)fmt, read_k);
+  return cr_wait_on(L, t, &s->readers, timeout, (lua_KContext)fmt, read_k);
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
@@ -362,7 +355,7 @@ static void on_write(uv_write_t *req, int status) {
   if (s == NULL) return;
   s->queued -= len;
   if (status < 0 && s->werr == 0 && status != UV_ECANCELED) s->werr = status;
-  if (s->queued <= LOW_WATER || status < 0) wakeall(&s->writers, CR_OK);
+  if (s->queued <= LOW_WATER || status < 0) cr_wait_wakeall(&s->writers, CR_OK);
 }
 
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
@@ -416,7 +409,7 @@ static int stream_write(lua_State *L) {
   if (s->queued > HIGH_WATER && s->loop->current != NULL &&
       s->loop->current->co == L && lua_isyieldable(L)) {
     lua_settop(L, 1);
-    return cr_task_park(L, s->loop->current, &s->writers, -1, 0, write_k);
+    return cr_wait_on(L, s->loop->current, &s->writers, -1, 0, write_k);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -449,8 +442,8 @@ static int stream_close(lua_State *L) {
   if (!s->closed) {
     s->closed = 1;
     closehandle(s, 1);
-    wakeall(&s->readers, CR_OK);
-    wakeall(&s->writers, CR_CLOSED);
+    cr_wait_wakeall(&s->readers, CR_OK);
+    cr_wait_wakeall(&s->writers, CR_CLOSED);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -555,7 +548,7 @@ static void connop_done(connop *op, int status) {
     connop_free(op);
     return;
   }
-  if (!cr_list_empty(&op->waiters)) cr_task_wake(first(&op->waiters), CR_OK);
+  cr_wait_wakeone(&op->waiters, CR_OK);
 }
 
 static void on_connect(uv_connect_t *req, int status);
@@ -647,8 +640,8 @@ static int tcp_connect(lua_State *L) {
     free(op);
     return cr_pusherror(L, r);
   }
-  return cr_task_park(L, me, &op->waiters, timeout, (lua_KContext)op,
-                      connect_k);
+  return cr_wait_on(L, me, &op->waiters, timeout, (lua_KContext)op,
+                    connect_k);
 }
 
 /* }================================================================= */

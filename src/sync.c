@@ -92,29 +92,25 @@ CHECK(checkbarrier, cr_barrier, CR_BARRIER_MAGIC, CR_BARRIER_MT)
 ** Shared pieces
 ** ================================================================== */
 
-static cr_task *first(cr_list *waiters) {
-  return cr_container_of(cr_list_head(waiters), cr_task, wnode);
-}
-
-static void wakeall(cr_list *waiters, int outcome) {
-  while (!cr_list_empty(waiters)) cr_task_wake(first(waiters), outcome);
-}
-
 static int pushtrue(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
 
 /* The outcome of a plain wait: true, nil,"timeout" or nil,"broken"; a
-** hold() returns its object instead of true. */
+** hold() returns its object instead of true. The context is the parked
+** task (a userdata: aligned to 8) with HOLD in its low bit for a hold(). */
+#define HOLD 1
+#define WCTX(t, hold) ((lua_KContext)(t) | ((hold) ? HOLD : 0))
+
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  cr_task *t = cr_loop_get(L)->current;
+  cr_task *t = (cr_task *)(ctx & ~(lua_KContext)HOLD);
   (void)status;
   switch (cr_task_outcome(L, t)) {
     case CR_TIMEOUT: return cr_pushfail(L, "timeout");
     case CR_BROKEN: return cr_pushfail(L, "broken");
     default:
-      if (ctx == 'h') {
+      if (ctx & HOLD) {
         lua_settop(L, 1);
         return 1;
       }
@@ -141,16 +137,9 @@ static lua_Integer checkcount(lua_State *L, int arg, lua_Integer min,
 
 /* Give the lock to the first waiter, or free it. */
 static void lock_handoff(cr_lock *k) {
-  cr_task *t;
-  if (cr_list_empty(&k->waiters)) {
-    k->owner = NULL;
-    k->depth = 0;
-    return;
-  }
-  t = first(&k->waiters);
+  cr_task *t = cr_wait_wakeone(&k->waiters, CR_OK);
   k->owner = t;
-  k->depth = 1;
-  cr_task_wake(t, CR_OK);
+  k->depth = t != NULL;
 }
 
 /* Acquire for the running task 'me'; returns 1 when it got the lock at
@@ -178,7 +167,8 @@ static int lock_acquire_(lua_State *L, int ctx, const char *fname) {
     return ctx == 'h' ? 1 : pushtrue(L);
   }
   lua_settop(L, 1);
-  return cr_task_park(L, me, &k->waiters, timeout, ctx, wait_k);
+  return cr_wait_on(L, me, &k->waiters, timeout, WCTX(me, ctx == 'h'),
+                    wait_k);
 }
 
 static int lock_acquire(lua_State *L) {
@@ -254,7 +244,8 @@ static int sem_acquire_(lua_State *L, int ctx, const char *fname) {
   }
   me = cr_task_enter(L, s->loop, fname);
   lua_settop(L, 1);
-  return cr_task_park(L, me, &s->waiters, timeout, ctx, wait_k);
+  return cr_wait_on(L, me, &s->waiters, timeout, WCTX(me, ctx == 'h'),
+                    wait_k);
 }
 
 static int sem_acquire(lua_State *L) {
@@ -267,8 +258,8 @@ static int sem_hold(lua_State *L) {
 
 static int sem_release(lua_State *L) {
   cr_sem *s = checksem(L, 1);
-  if (!cr_list_empty(&s->waiters))
-    cr_task_wake(first(&s->waiters), CR_OK);
+  if (!cr_list_empty(&s->waiters))  /* the permit is handed over */
+    cr_wait_wakeone(&s->waiters, CR_OK);
   else if (s->bound >= 0 && s->value >= s->bound)
     return luaL_error(L, "release: bounded semaphore released too many "
                          "times");
@@ -330,7 +321,7 @@ static int sync_bounded_semaphore(lua_State *L) {
 static int event_set(lua_State *L) {
   cr_event *e = checkevent(L, 1);
   e->set = 1;
-  wakeall(&e->waiters, CR_OK);
+  cr_wait_wakeall(&e->waiters, CR_OK);
   return 0;
 }
 
@@ -351,7 +342,7 @@ static int event_wait(lua_State *L) {
   if (e->set) return pushtrue(L);
   me = cr_task_enter(L, e->loop, "wait");
   lua_settop(L, 1);
-  return cr_task_park(L, me, &e->waiters, timeout, 'w', wait_k);
+  return cr_wait_on(L, me, &e->waiters, timeout, WCTX(me, 0), wait_k);
 }
 
 static int event_tostring(lua_State *L) {
@@ -405,13 +396,11 @@ static int cond_k(lua_State *L, int status, lua_KContext ctx);
 static int cond_done(lua_State *L, cr_cond *c, cr_task *me, cr_lock *k,
                      lua_KContext ctx) {
   k->depth = CTX_DEPTH(ctx);
-  me->shielded = 0;
+  cr_task_setshielded(me, 0);
   if (CTX_CANCELLED(ctx) || cr_task_cancelnow(me)) {
     /* notified, but the wait raises: pass the notification on */
-    if (CTX_OUTCOME(ctx) == CR_OK && !cr_list_empty(&c->waiters))
-      cr_task_wake(first(&c->waiters), CR_OK);
-    me->outcome = CR_CANCELLED;
-    cr_task_outcome(L, me);  /* raises */
+    if (CTX_OUTCOME(ctx) == CR_OK) cr_wait_wakeone(&c->waiters, CR_OK);
+    cr_task_raisecancel(L, me);  /* raises */
   }
   if (CTX_OUTCOME(ctx) == CR_TIMEOUT) return cr_pushfail(L, "timeout");
   return pushtrue(L);
@@ -421,18 +410,18 @@ static int cond_k(lua_State *L, int status, lua_KContext ctx) {
   cr_cond *c = checkcond(L, 1);
   cr_task *me = c->loop->current;
   cr_lock *k = c->lock;
-  int outcome = me->outcome, cancelled = CTX_CANCELLED(ctx);
+  int outcome, cancelled = CTX_CANCELLED(ctx);
   (void)status;
   if (CTX_PHASE(ctx) == PHASE_LOCK) return cond_done(L, c, me, k, ctx);
+  outcome = cr_task_takeoutcome(me);
   if (outcome == CR_CANCELLED) cancelled = 1;
-  me->outcome = CR_OK;
   ctx = CTX(PHASE_LOCK, outcome, cancelled, CTX_DEPTH(ctx));
   if (k->owner == NULL) {
     k->owner = me;
     return cond_done(L, c, me, k, ctx);
   }
-  me->shielded = 1;
-  return cr_task_park(L, me, &k->waiters, -1, ctx, cond_k);
+  cr_task_setshielded(me, 1);
+  return cr_wait_on(L, me, &k->waiters, -1, ctx, cond_k);
 }
 
 static int cond_wait(lua_State *L) {
@@ -441,15 +430,13 @@ static int cond_wait(lua_State *L) {
   cr_task *me = cr_task_enter(L, c->loop, "wait");
   cr_lock *k = condlock(L, c, "wait");
   lua_Integer depth = k->depth;
-  if (cr_task_cancelnow(me)) {
-    me->outcome = CR_CANCELLED;
-    cr_task_outcome(L, me);  /* raises, the lock still held */
-  }
+  if (cr_task_cancelnow(me))
+    cr_task_raisecancel(L, me);  /* raises, the lock still held */
   k->depth = 0;
   lock_handoff(k);
   lua_settop(L, 1);
-  return cr_task_park(L, me, &c->waiters, timeout,
-                      CTX(PHASE_WAIT, 0, 0, depth), cond_k);
+  return cr_wait_on(L, me, &c->waiters, timeout,
+                    CTX(PHASE_WAIT, 0, 0, depth), cond_k);
 }
 
 static int cond_notify(lua_State *L) {
@@ -457,14 +444,14 @@ static int cond_notify(lua_State *L) {
   lua_Integer n = lua_isnoneornil(L, 2) ? 1 : checkcount(L, 2, 0, "notify");
   condlock(L, c, "notify");
   while (n-- > 0 && !cr_list_empty(&c->waiters))
-    cr_task_wake(first(&c->waiters), CR_OK);
+    cr_wait_wakeone(&c->waiters, CR_OK);
   return 0;
 }
 
 static int cond_notify_all(lua_State *L) {
   cr_cond *c = checkcond(L, 1);
   condlock(L, c, "notify_all");
-  wakeall(&c->waiters, CR_OK);
+  cr_wait_wakeall(&c->waiters, CR_OK);
   return 0;
 }
 
@@ -492,7 +479,7 @@ static int cond_hold(lua_State *L) {
   cr_task *me = cr_task_enter(L, c->loop, "hold");
   lua_settop(L, 1);
   if (lock_try(L, c->lock, me)) return 1;
-  return cr_task_park(L, me, &c->lock->waiters, -1, 0, cond_hold_k);
+  return cr_wait_on(L, me, &c->lock->waiters, -1, 0, cond_hold_k);
 }
 
 static int cond_release(lua_State *L) {
@@ -579,8 +566,8 @@ enum { BPH_BLOCKED = 0, BPH_WAITING = 1 };
 static void barrier_break(cr_barrier *b) {
   b->state = BAR_BROKEN;
   b->cycle++;
-  wakeall(&b->waiters, CR_BROKEN);
-  wakeall(&b->blocked, CR_OK);  /* they look again: broken */
+  cr_wait_wakeall(&b->waiters, CR_BROKEN);
+  cr_wait_wakeall(&b->blocked, CR_OK);  /* they look again: broken */
 }
 
 /* A task leaves wait; the last one out ends draining or resetting. */
@@ -588,27 +575,22 @@ static void barrier_exit(cr_barrier *b) {
   if (--b->count > 0) return;
   if (b->state == BAR_DRAINING || b->state == BAR_RESETTING)
     b->state = BAR_FILLING;
-  wakeall(&b->blocked, CR_OK);
+  cr_wait_wakeall(&b->blocked, CR_OK);
 }
 
 static lua_Integer barrier_linked(cr_barrier *b) {
-  lua_Integer n = 0;
-  cr_list *h = &b->waiters, *p;
-  for (p = h->next; p != h; p = p->next) n++;
-  return n;
+  return cr_wait_count(&b->waiters);
 }
 
 /* Release the parked waiters with their indices; the caller is the last. */
-static void barrier_trip(cr_barrier *b) {
+static void barrier_trip(lua_State *L, cr_barrier *b) {
   lua_Integer index = 0;
   b->state = BAR_DRAINING;
   b->cycle++;
   while (!cr_list_empty(&b->waiters)) {
-    cr_task *t = first(&b->waiters);
-    lua_checkstack(t->co, 1);
-    lua_pushinteger(t->co, index++);
-    t->nargs++;
-    cr_task_wake(t, CR_OK);
+    lua_pushinteger(L, index++);
+    cr_wait_give(L, &b->waiters, -1);
+    lua_pop(L, 1);
   }
   if (b->count == 0) b->state = BAR_FILLING;  /* barrier(1) */
 }
@@ -622,18 +604,18 @@ static int barrier_arrive(lua_State *L, cr_barrier *b, double timeout) {
   if (b->state == BAR_BROKEN) return cr_pushfail(L, "broken");
   if (b->state == BAR_FILLING && b->count + 1 >= b->parties &&
       barrier_linked(b) + 1 == b->parties) {
-    barrier_trip(b);
+    barrier_trip(L, b);
     lua_pushinteger(L, b->parties - 1);
     return 1;
   }
   me = cr_task_enter(L, b->loop, "wait");
   cr_task_checkcancel(L, me);
   if (b->state != BAR_FILLING)  /* draining or resetting: wait for the end */
-    return cr_task_park(L, me, &b->blocked, timeout,
-                        BCTX(BPH_BLOCKED, 0), barrier_k);
+    return cr_wait_on(L, me, &b->blocked, timeout,
+                      BCTX(BPH_BLOCKED, 0), barrier_k);
   b->count++;
-  return cr_task_park(L, me, &b->waiters, timeout,
-                      BCTX(BPH_WAITING, b->cycle), barrier_k);
+  return cr_wait_on(L, me, &b->waiters, timeout,
+                    BCTX(BPH_WAITING, b->cycle), barrier_k);
 }
 
 static int barrier_k(lua_State *L, int status, lua_KContext ctx) {
@@ -694,11 +676,11 @@ static int barrier_reset(lua_State *L) {
   b->cycle++;
   if (b->count > 0) {
     b->state = BAR_RESETTING;
-    wakeall(&b->waiters, CR_BROKEN);
+    cr_wait_wakeall(&b->waiters, CR_BROKEN);
   }
   else {
     b->state = BAR_FILLING;
-    wakeall(&b->blocked, CR_OK);
+    cr_wait_wakeall(&b->blocked, CR_OK);
   }
   return 0;
 }

@@ -14,6 +14,7 @@
 ** first run never enters its body.
 */
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <math.h>
@@ -156,6 +157,8 @@ static int raisepending(lua_State *L, cr_task *t) {
 int cr_task_park(lua_State *L, cr_task *t, cr_list *waitlist, double timeout,
                  lua_KContext ctx, lua_KFunction k) {
   if (cr_task_cancelnow(t)) return raisepending(L, t);
+  assert(t == t->loop->current && !cr_list_linked(&t->wnode) &&
+         (waitlist == NULL || t->wg == NULL));
   t->outcome = CR_OK;
   if (timeout >= 0 && cr_loop_arm(t->loop, &t->timer, timeout) != 0)
     return cr_nomem(L);
@@ -170,8 +173,9 @@ void cr_task_checkcancel(lua_State *L, cr_task *t) {
 }
 
 void cr_task_wake(cr_task *t, int outcome) {
+  assert(t->status == CR_PENDING && !cr_list_linked(&t->node));
   cr_list_remove(&t->wnode);
-  cr_loop_disarm(t->loop, &t->timer);
+  if (t->timer.slot >= 0) cr_loop_disarm(t->loop, &t->timer);
   t->outcome = (unsigned char)outcome;
   if (outcome == CR_CANCELLED) t->cancel_pending = 0;
   cr_loop_ready(t->loop, (cr_entry *)t);
@@ -179,9 +183,9 @@ void cr_task_wake(cr_task *t, int outcome) {
 
 /* The deadline of a parked task passed: a sleep is over, a wait timed out. */
 void cr_task_timer(cr_loop *lp, cr_task *t) {
-  if (t->wg != NULL && !cr_wait_detach(t)) return;  /* completion posted */
-  t->outcome = cr_list_linked(&t->wnode) || t->wg ? CR_TIMEOUT : CR_OK;
-  cr_list_remove(&t->wnode);
+  int waiting = cr_list_linked(&t->wnode) || t->wg != NULL;
+  if (!cr_wait_giveup(t)) return;  /* a completion is posted */
+  t->outcome = waiting ? CR_TIMEOUT : CR_OK;
   cr_loop_ready(lp, (cr_entry *)t);
 }
 
@@ -214,7 +218,7 @@ int cr_task_cancel(lua_State *L, cr_task *t, int msgidx) {
     lua_pop(L, 2);
   }
   if (parked(t) && !t->shielded && !t->ushield && t->loop->current != t &&
-      (t->wg == NULL || cr_wait_detach(t)))
+      cr_wait_giveup(t))
     cr_task_wake(t, CR_CANCELLED);
   else  /* running, ready, or a peer's completion is already posted */
     t->cancel_pending = 1;
@@ -450,10 +454,7 @@ static void finish(lua_State *L, cr_loop *lp, cr_task *t, int tidx,
     lua_rawset(L, -3);
     lua_pop(L, 1);
   }
-  while (!cr_list_empty(&t->joiners)) {
-    cr_list *n = cr_list_head(&t->joiners);
-    cr_task_wake(cr_container_of(n, cr_task, wnode), CR_OK);
-  }
+  cr_wait_wakeall(&t->joiners, CR_OK);
   if (status != CR_DONE && !cr_list_empty(&lp->gathers))
     cr_gather_failed(lp, t);
   notify(L, lp, cbs, tidx);
@@ -793,7 +794,7 @@ static int task_join(lua_State *L) {
   me = cr_task_enter(L, lp, "join");
   if (me == t) return luaL_error(L, "join: a task cannot join itself");
   lua_settop(L, 1);
-  return cr_task_park(L, me, &t->joiners, timeout, 0, join_k);
+  return cr_wait_on(L, me, &t->joiners, timeout, 0, join_k);
 }
 
 static int task_result(lua_State *L) {
@@ -861,7 +862,7 @@ static int task_scope_cancel(lua_State *L) {
   if (mode != 2) t->ncancel++;
   if (mode == 1) return 0;
   if (parked(t) && !t->shielded && t->loop->current != t &&
-      (t->wg == NULL || cr_wait_detach(t))) {
+      cr_wait_giveup(t)) {
     unsigned keep = t->cancel_pending;
     cr_task_wake(t, CR_CANCELLED);
     t->cancel_pending = keep;
@@ -1122,6 +1123,67 @@ void cr_task_open_lib(lua_State *L) {
   lua_pushcfunction(L, timeout_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
+}
+
+/* }================================================================= */
+
+
+/* {=================================================================
+** What other files change in a task: only task.c writes its fields
+** ================================================================== */
+
+/* Push the value at 'vidx' of L on the coroutine of parked (or woken, not
+** yet resumed) task 't': one more value its continuation gets. A task
+** parks in a C function, whose frame has room for LUA_MINSTACK values. */
+static void give(lua_State *L, cr_task *t, int vidx) {
+  assert(t->status == CR_PENDING && t->loop->current != t);
+  if (lua_gettop(t->co) >= LUA_MINSTACK - 1) lua_checkstack(t->co, 1);
+  lua_pushvalue(L, vidx);
+  lua_xmove(L, t->co, 1);
+  t->nargs++;
+}
+
+void cr_task_give(lua_State *L, cr_task *t, int vidx) {
+  give(L, t, vidx);
+}
+
+/* cr_task_give, then wake 't' (CR_OK): a hand-over to a parked task. */
+void cr_task_wakewith(lua_State *L, cr_task *t, int vidx) {
+  give(L, t, vidx);
+  cr_task_wake(t, CR_OK);
+}
+
+/* 'n' values were moved onto the coroutine of parked task 't' for it. */
+void cr_task_gave(cr_task *t, int n) {
+  assert(t->status == CR_PENDING && t->loop->current != t);
+  t->nargs += n;
+}
+
+/* Cancellation of 't' waits while it is shielded (a condition's wait
+** re-acquiring its lock). */
+void cr_task_setshielded(cr_task *t, int on) {
+  t->shielded = (unsigned char)(on != 0);
+}
+
+/* 't' parks on wait group 'g' (waitgroup.c), or no longer (NULL). */
+void cr_task_setgroup(cr_task *t, cr_wgroup *g) {
+  assert(g == NULL || !cr_list_linked(&t->wnode));
+  t->wg = g;
+}
+
+/* The outcome of the last wake-up, reset to CR_OK: for continuations that
+** handle a cancellation later themselves. */
+int cr_task_takeoutcome(cr_task *t) {
+  int outcome = t->outcome;
+  t->outcome = CR_OK;
+  return outcome;
+}
+
+/* Raise the Cancelled of running task 't' now, as a cancelled wake-up
+** would. */
+int cr_task_raisecancel(lua_State *L, cr_task *t) {
+  t->outcome = CR_CANCELLED;
+  return cr_task_outcome(L, t);
 }
 
 /* }================================================================= */

@@ -1,6 +1,6 @@
 /*
 ** thread.c
-** OS threads, thread pools, futures and loop handles.
+** OS threads, thread pools and loop handles (their futures: future.c).
 **
 ** Every OS thread runs its own lua_State with its own loop; values cross
 ** only as codec messages. Each completes a future (future.c) with an

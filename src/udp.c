@@ -67,13 +67,16 @@ static void on_close_free(uv_handle_t *h) {
   free(h);
 }
 
-/* Reference the handle only while somebody waits in recv. */
-static void setref(cr_udp *s) {
-  int want = !cr_list_empty(&s->readers);
+/* Reference the handle only while somebody waits in recv ('want'). */
+static void refto(cr_udp *s, int want) {
   if (s->h == NULL || want == s->refd) return;
   if (want) uv_ref((uv_handle_t *)s->h);
   else uv_unref((uv_handle_t *)s->h);
   s->refd = want;
+}
+
+static void setref(cr_udp *s) {
+  refto(s, !cr_list_empty(&s->readers));
 }
 
 /* {=================================================================
@@ -95,9 +98,7 @@ static void stopreading(cr_udp *s) {
 }
 
 static void wakereader(cr_udp *s) {
-  if (!cr_list_empty(&s->readers))
-    cr_task_wake(cr_container_of(cr_list_head(&s->readers), cr_task, wnode),
-                 CR_OK);
+  cr_wait_wakeone(&s->readers, CR_OK);
 }
 
 static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *b,
@@ -183,10 +184,8 @@ static int recv_(lua_State *L, cr_udp *s) {
     if (timeout < 0) timeout = 0;
   }
   cr_task_checkcancel(L, t);
-  cr_list_push(&s->readers, &t->wnode);
-  setref(s);
-  cr_list_remove(&t->wnode);  /* cr_task_park links it again */
-  return cr_task_park(L, t, &s->readers, timeout, 0, recv_k);
+  refto(s, 1);  /* it is about to wait */
+  return cr_wait_on(L, t, &s->readers, timeout, 0, recv_k);
 }
 
 /* sock:recv([timeout]) -> data, host, port | nil, "timeout" | nil, "closed" */
@@ -545,9 +544,7 @@ static int udp_close(lua_State *L) {
   if (!s->closed) {
     s->closed = 1;
     release(s);
-    while (!cr_list_empty(&s->readers))
-      cr_task_wake(cr_container_of(cr_list_head(&s->readers), cr_task,
-                                   wnode), CR_CLOSED);
+    cr_wait_wakeall(&s->readers, CR_CLOSED);
   }
   lua_pushboolean(L, 1);
   return 1;
