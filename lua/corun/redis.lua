@@ -82,8 +82,12 @@ local function parse(url)
   return host ~= "" and host or "127.0.0.1", port or 6379, nil, password, db
 end
 
--- redis.connect(url) -> client (it connects on its first call)
-function M.connect(url)
+-- redis.connect(url, [opts]) -> client (it connects on its first call);
+-- a Redis Cluster (?cluster=1 or opts.cluster): lua/corun/redis_cluster.lua
+local cluster = require "corun.redis_cluster"
+M.keyslot = cluster.keyslot
+function M.connect(url, opts)
+  if cluster.wanted(url, opts) then return cluster.connect(url, opts) end
   return core.redis_client(parse(url))
 end
 

@@ -1,0 +1,98 @@
+-- spec/cluster_helper.lua: the Redis Cluster of the cluster specs
+-- (spec/redis_cluster_*_spec.lua). CORUN_REDIS_CLUSTER and
+-- CORUN_REDIS_CLUSTER_DIR (test/run.sh starts one with
+-- test/redis_cluster.sh), or, when they are unset, a cluster of our own
+-- started and stopped by test/redis_cluster.sh as a script.
+local corun = require "corun"
+
+local M = {}
+
+-- Run a shell command without LD_PRELOAD (the ASan stage sets it; the
+-- redis tools do not need it); its output.
+local function sh(cmd)
+  local f = assert(io.popen("unset LD_PRELOAD; " .. cmd .. " 2>&1"))
+  local out = f:read("a")
+  f:close()
+  return out
+end
+M.sh = sh
+
+-- url, dir, stop: the seed URL, the nodes' dir (node<i>/port, pid,
+-- start.sh) and a function ending a cluster we started (a no-op for the
+-- shared one).
+function M.cluster()
+  local url, dir = os.getenv("CORUN_REDIS_CLUSTER"), os.getenv("CORUN_REDIS_CLUSTER_DIR")
+  if url and url ~= "" and dir and dir ~= "" then return url, dir, function() end end
+  local bin = os.getenv("CORUN_BIN") or "build/bin/corun"
+  local out = sh("bash test/redis_cluster.sh start '" .. bin .. "'")
+  url = out:match("CORUN_REDIS_CLUSTER=(%S+)")
+  dir = out:match("CORUN_REDIS_CLUSTER_DIR=(%S+)")
+  assert(url and dir, "could not start a redis cluster:\n" .. out)
+  return url, dir, function() sh("bash test/redis_cluster.sh stop '" .. dir .. "'") end
+end
+
+local function readfile(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The nodes of the cluster in dir: list of {i, port, addr, dir}.
+function M.nodes(dir)
+  local list = {}
+  for i = 0, 5 do
+    local port = tonumber(readfile(("%s/node%d/port"):format(dir, i)) or "")
+    if port then
+      list[#list + 1] = { i = i, port = port, addr = "127.0.0.1:" .. port,
+                          dir = ("%s/node%d"):format(dir, i) }
+    end
+  end
+  return list
+end
+
+-- The pid of a node (its pid file).
+function M.pid(node)
+  return tonumber(readfile(node.dir .. "/pid") or "")
+end
+
+-- CLUSTER NODES of the node at addr (a plain client, in a task): list of
+-- {id, addr, master = bool, master_id, fail = bool, myself = bool}.
+function M.cluster_nodes(addr)
+  local r <close> = corun.redis.connect("redis://" .. addr .. "/0")
+  local text, err = r:call("CLUSTER", "NODES")
+  if not text then return nil, err end
+  local list = {}
+  for line in text:gmatch("[^\n]+") do
+    local id, a, flags, master = line:match("^(%S+) (%S+) (%S+) (%S+)")
+    list[#list + 1] = { id = id, addr = a:match("^([^@]+)"),
+      master = flags:find("master", 1, true) ~= nil, master_id = master,
+      fail = flags:find("fail", 1, true) ~= nil,
+      myself = flags:find("myself", 1, true) ~= nil }
+  end
+  return list
+end
+
+-- Wait (in a task, up to 'limit' s) until every node says
+-- cluster_state:ok; true or nil, why.
+function M.wait_ok(dir, limit)
+  local deadline = corun.time() + (limit or 30)
+  local why
+  repeat
+    why = nil
+    for _, n in ipairs(M.nodes(dir)) do
+      local r <close> = corun.redis.connect("redis://" .. n.addr .. "/0")
+      local info = r:call("CLUSTER", "INFO")
+      if not (info and info:find("cluster_state:ok", 1, true)) then
+        why = n.addr .. ": " .. tostring(info)
+        break
+      end
+    end
+    if not why then return true end
+    corun.sleep(0.1)
+  until corun.time() > deadline
+  return nil, why
+end
+
+return M
