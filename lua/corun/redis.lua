@@ -191,6 +191,10 @@ function M.queue(url, name, opts)
   if type(opts) ~= "table" then
     error("bad argument #3 to 'queue' (table of options expected)", 2)
   end
+  if cluster.wanted(url) and not name:match("^[^{]*{[^}]") then
+    error("bad argument #2 to 'queue' (on a Redis Cluster the name needs a "
+          .. "hash tag, e.g. '{jobs}', so that the queue's keys share a slot)", 2)
+  end
   local self = setmetatable({
     name = name,
     group = opts.group or "corun",
