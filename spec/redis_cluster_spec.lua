@@ -2,7 +2,8 @@
 -- (lua/corun/redis_cluster.lua): key slots as the servers compute them,
 -- keys spread over the 3 masters, CROSSSLOT, EVAL by its first key,
 -- pipelines split by node in order, MOVED after a slot is resharded, ASK
--- while it migrates, and clear errors when no node answers.
+-- while it migrates, TRYAGAIN retried, and clear errors when no node
+-- answers.
 -- The cluster: CORUN_REDIS_CLUSTER (test/run.sh starts one with
 -- test/redis_cluster.sh) or one of our own (spec/cluster_helper.lua).
 -- The failover spec is spec/redis_cluster_failover_spec.lua.
@@ -195,6 +196,47 @@ describe("corun.redis on a Redis Cluster", function()
     local r2 <close> = corun.redis.connect(url)
     assert.equal("new", r2:call("GET", other))
     assert.equal(to, select(2, r2:node_for(key)))
+  end))
+
+  it("retries TRYAGAIN (keys of a slot split by a migration) up to 'retry' s",
+  async(function()
+    local tag = "{" .. P .. "try}"
+    local k1, k2 = tag .. "1", tag .. "2"
+    local slot = corun.redis.keyslot(k1)
+    local r <close> = corun.redis.connect(url)
+    local masters = assert(r:masters())
+    local from, from_id = owner(masters[1], slot)
+    local to
+    for _, m in ipairs(masters) do if m ~= from then to = m; break end end
+    local to_port = tonumber(to:match(":(%d+)$"))
+    local src <close> = plain(from)
+    local dst <close> = plain(to)
+    local to_id = dst:call("CLUSTER", "MYID")
+    assert.equal("OK", r:call("MSET", k1, "1", k2, "2"))
+    assert.equal("OK", dst:call("CLUSTER", "SETSLOT", slot, "IMPORTING", from_id))
+    assert.equal("OK", src:call("CLUSTER", "SETSLOT", slot, "MIGRATING", to_id))
+    assert.equal("OK", src:call("MIGRATE", "127.0.0.1", to_port, k2, 0, 5000))
+    -- half moved: TRYAGAIN, retried for 'retry' seconds, then the error
+    local quick <close> = corun.redis.connect(url, { cluster = true, retry = 0.2 })
+    local t0 = corun.time()
+    local res, err = quick:call("MGET", k1, k2)
+    local took = corun.time() - t0
+    assert.is_nil(res)
+    assert.matches("^TRYAGAIN", err)
+    assert(took >= 0.19 and took < 5, "took " .. took)
+    -- a patient call gets the keys once the migration is over
+    local t = corun.spawn(function()
+      local c <close> = corun.redis.connect(url, { cluster = true, retry = 10 })
+      return c:call("MGET", k1, k2)
+    end)
+    corun.sleep(0.3)
+    assert.is_false(t:done())
+    assert.equal("OK", src:call("MIGRATE", "127.0.0.1", to_port, k1, 0, 5000))
+    for _, m in ipairs(masters) do
+      local c <close> = plain(m)
+      assert.equal("OK", c:call("CLUSTER", "SETSLOT", slot, "NODE", to_id))
+    end
+    assert.same({ "1", "2" }, t:join(10))
   end))
 
   it("URL forms, options and clear errors when no node answers", async(function()
