@@ -191,6 +191,9 @@ function M.queue(url, name, opts)
   if type(opts) ~= "table" then
     error("bad argument #3 to 'queue' (table of options expected)", 2)
   end
+  if opts.shards ~= nil then  -- K queues: lua/corun/redis_shards.lua
+    return require("corun.redis_shards").queue(M.queue, url, name, opts)
+  end
   if cluster.wanted(url) and not name:match("^[^{]*{[^}]") then
     error("bad argument #2 to 'queue' (on a Redis Cluster the name needs a "
           .. "hash tag, e.g. '{jobs}', so that the queue's keys share a slot)", 2)
