@@ -95,4 +95,38 @@ function M.wait_ok(dir, limit)
   return nil, why
 end
 
+-- A master of the cluster in dir with a replica (seen from node addr):
+-- master, replica (entries of cluster_nodes) and the master's node (of
+-- M.nodes); nil if none.
+function M.master_with_replica(dir, addr, pick)
+  local nodes = assert(M.cluster_nodes(addr))
+  for _, m in ipairs(nodes) do
+    if m.master and not m.fail and (pick == nil or pick == m.addr) then
+      for _, s in ipairs(nodes) do
+        if not s.master and not s.fail and s.master_id == m.id then
+          for _, n in ipairs(M.nodes(dir)) do
+            if n.addr == m.addr then return m, s, n end
+          end
+        end
+      end
+    end
+  end
+end
+
+-- Start a killed node again and wait (up to 30 s) until the cluster is ok
+-- and 'replica' (now its master) sees it as a replica; true or nil, why.
+function M.restart(dir, node, replica)
+  M.sh("sh '" .. node.dir .. "/start.sh'")
+  local ok, why = M.wait_ok(dir, 30)
+  if not ok then return nil, why end
+  local deadline = corun.time() + 30
+  repeat
+    for _, m in ipairs(assert(M.cluster_nodes(replica.addr))) do
+      if m.addr == node.addr and not m.fail and not m.master then return true end
+    end
+    corun.sleep(0.1)
+  until corun.time() > deadline
+  return nil, "the killed node did not rejoin as a replica"
+end
+
 return M

@@ -112,10 +112,12 @@ local function fail(what, err)
   error(("redis queue: %s: %s"):format(what, err), 0)
 end
 
--- A failure worth retrying: the server went away or is loading its data.
+-- A failure worth retrying: the server went away or is loading its data
+-- (or a Redis Cluster is failing over).
 local function transient(err)
   return err:find("^connection lost") or err:find("^cannot connect")
-         or err:find("^LOADING")
+         or err:find("^LOADING") or err:find("^CLUSTERDOWN")
+         or err:find("^TRYAGAIN")
 end
 
 local function encode(item)

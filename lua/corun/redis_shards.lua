@@ -7,10 +7,10 @@
 ** "name:i", "name:i.1", "name:i.2", ... whose slot is in the i-th K-th of
 ** 0..16383, so every process finds the same names.
 **
-** put goes round-robin over the shards; get polls the shards in turn (a
-** blocking read of 50 ms each, the shard after the last one that gave an
-** item first), so an item waits at most about (K-1) * 50 ms for an idle
-** consumer. Held items are the shards' own (per task); this object only
+** put goes round-robin over the shards; get polls the shards in turn,
+** from the one after the shard of its last item: a first round that
+** hardly blocks (1 ms each), then blocking reads of 50 ms each, so an item
+** waits at most about (K-1) * 50 ms for an idle consumer. Held items are the shards' own (per task); this object only
 ** remembers which shard each of a task's items came from, so that
 ** task_done / task_failed go to the right one. join, close, reopen, stats,
 ** dead, requeue_dead and disconnect act on every shard.
@@ -76,11 +76,12 @@ function Sharded:get(timeout)
   if me == nil then error("get: must be called inside a task", 2) end
   local deadline = timeout and core.time() + timeout
   local k = #self.shards
+  local slice = 0.001  -- a first round that hardly blocks, then 50 ms each
   while true do
     local closed = 0
     for t = 0, k - 1 do
       local i = (self.rr + t - 1) % k + 1
-      local wait = k == 1 and 0.2 or 0.05
+      local wait = k == 1 and 0.2 or slice
       if deadline then wait = math.max(math.min(wait, deadline - core.time()), 0.001) end
       local item, why = self.shards[i]:get(wait)
       if item ~= nil then
@@ -95,6 +96,7 @@ function Sharded:get(timeout)
       if deadline and core.time() >= deadline then return nil, "timeout" end
     end
     if closed == k then return nil, "closed" end
+    slice = 0.05
   end
 end
 
