@@ -95,6 +95,33 @@ function M.wait_ok(dir, limit)
   return nil, why
 end
 
+-- A to-be-closed guard for a spec that migrates 'slot' from the master on
+-- port 'from' to the one on port 'to' (id to_id): on any exit, also a
+-- failed assertion, the keys left on 'from' are moved and every master in
+-- 'masters' ("host:port") gets the slot as to's (redis-cli: no yield),
+-- so that no half-done migration is left to the specs after us.
+function M.slot_guard(masters, slot, from, to, to_id)
+  return setmetatable({}, { __close = function()
+    local keys = sh(("redis-cli -p %d cluster getkeysinslot %d 1000"):format(from, slot))
+    for k in keys:gmatch("[^\n]+") do
+      sh(("redis-cli -p %d migrate 127.0.0.1 %d '%s' 0 5000"):format(from, to, k))
+    end
+    for _, m in ipairs(masters) do
+      sh(("redis-cli -p %s cluster setslot %d node %s"):format(m:match(":(%d+)$"), slot, to_id))
+    end
+  end })
+end
+
+-- A to-be-closed guard for a spec that kills 'node': on any exit, the
+-- node is started again if it does not answer (redis-cli: no yield).
+function M.revive_guard(node)
+  return setmetatable({}, { __close = function()
+    if not sh(("redis-cli -p %d ping"):format(node.port)):find("PONG") then
+      sh("sh '" .. node.dir .. "/start.sh'")
+    end
+  end })
+end
+
 -- A master of the cluster in dir with a replica (seen from node addr):
 -- master, replica (entries of cluster_nodes) and the master's node (of
 -- M.nodes); nil if none.

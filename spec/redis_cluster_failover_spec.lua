@@ -44,6 +44,7 @@ describe("corun.redis on a Redis Cluster: failover", function()
     local vnode
     for _, n in ipairs(ch.nodes(dir)) do if n.addr == victim.addr then vnode = n end end
     local pid = assert(ch.pid(vnode))
+    local _ <close> = ch.revive_guard(vnode)
     -- one key per master, the victim's first
     local keys, on = {}, {}
     for i = 1, 1000 do

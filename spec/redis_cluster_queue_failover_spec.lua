@@ -35,6 +35,7 @@ describe("corun.redis.queue on a Redis Cluster: failover", function()
     local victim, replica, vnode = ch.master_with_replica(dir, shard1, shard1)
     assert(victim, "the master of shard 1 has no replica")
     local pid = assert(ch.pid(vnode))
+    local _ <close> = ch.revive_guard(vnode)
 
     local seen, processed, killed = {}, 0, false
     local function consume()

@@ -165,6 +165,8 @@ describe("corun.redis on a Redis Cluster", function()
     local src <close> = plain(from)
     local dst <close> = plain(to)
     local to_id = dst:call("CLUSTER", "MYID")
+    local _ <close> = ch.slot_guard(masters, slot, tonumber(from:match(":(%d+)$")),
+                                    tonumber(to:match(":(%d+)$")), to_id)
     assert.equal("OK", r:call("SET", key, "before"))
     -- migrating: the key still on the source, new keys go to the target
     assert.equal("OK", dst:call("CLUSTER", "SETSLOT", slot, "IMPORTING", from_id))
@@ -212,6 +214,8 @@ describe("corun.redis on a Redis Cluster", function()
     local src <close> = plain(from)
     local dst <close> = plain(to)
     local to_id = dst:call("CLUSTER", "MYID")
+    local _ <close> = ch.slot_guard(masters, slot, tonumber(from:match(":(%d+)$")),
+                                    tonumber(to:match(":(%d+)$")), to_id)
     assert.equal("OK", r:call("MSET", k1, "1", k2, "2"))
     assert.equal("OK", dst:call("CLUSTER", "SETSLOT", slot, "IMPORTING", from_id))
     assert.equal("OK", src:call("CLUSTER", "SETSLOT", slot, "MIGRATING", to_id))
