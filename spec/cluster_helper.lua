@@ -141,19 +141,26 @@ function M.master_with_replica(dir, addr, pick)
 end
 
 -- Start a killed node again and wait (up to 30 s) until the cluster is ok
--- and 'replica' (now its master) sees it as a replica; true or nil, why.
+-- and 'replica' (now its master) has it as a replica in sync; true or nil,
+-- why.
 function M.restart(dir, node, replica)
   M.sh("sh '" .. node.dir .. "/start.sh'")
   local ok, why = M.wait_ok(dir, 30)
   if not ok then return nil, why end
   local deadline = corun.time() + 30
+  local master <close> = corun.redis.connect("redis://" .. replica.addr .. "/0")
+  local online = ("port=%d,state=online"):format(node.port)
   repeat
     for _, m in ipairs(assert(M.cluster_nodes(replica.addr))) do
-      if m.addr == node.addr and not m.fail and not m.master then return true end
+      if m.addr == node.addr and not m.fail and not m.master then
+        -- and its copy of the data is in sync
+        local info = master:call("INFO", "replication")
+        if info and info:find(online, 1, true) then return true end
+      end
     end
     corun.sleep(0.1)
   until corun.time() > deadline
-  return nil, "the killed node did not rejoin as a replica"
+  return nil, "the killed node did not rejoin as a replica in sync"
 end
 
 return M

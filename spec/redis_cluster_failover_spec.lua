@@ -104,16 +104,6 @@ describe("corun.redis on a Redis Cluster: failover", function()
     for i = 2, 3 do assert(tonumber(r2:call("GET", keys[i])) >= 20) end
 
     -- the killed node comes back (as a replica) for the specs after us
-    ch.sh("sh '" .. vnode.dir .. "/start.sh'")
-    assert(ch.wait_ok(dir, 30))
-    local deadline2 = corun.time() + 30
-    local rejoined
-    repeat
-      for _, m in ipairs(assert(ch.cluster_nodes(replica.addr))) do
-        if m.addr == victim.addr and not m.fail and not m.master then rejoined = true end
-      end
-      if not rejoined then corun.sleep(0.1) end
-    until rejoined or corun.time() > deadline2
-    assert(rejoined, "the killed node did not rejoin as a replica")
+    assert(ch.restart(dir, vnode, replica))
   end))
 end)

@@ -28,7 +28,7 @@ describe("corun.redis.queue on a Redis Cluster: failover", function()
     -- every put replicated before the kill
     for _, sq in ipairs(q.shards) do
       local node = assert(sq.r:node_for(sq.name))
-      assert.equal(1, node:call("WAIT", 1, 5000))
+      assert.equal(1, node:call("WAIT", 1, 20000))
     end
     local r <close> = corun.redis.connect(url)
     local _, shard1 = r:node_for(q.shards[1].name)

@@ -77,6 +77,7 @@ redis_cluster_start() {
 cd "$dir/node$i" && exec redis-server --port $p --cluster-port $b \\
   --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes.conf \\
   --cluster-node-timeout 1000 --cluster-replica-validity-factor 0 \\
+  --repl-diskless-sync-delay 0 \\
   --save '' --appendonly no --daemonize yes --pidfile "$dir/node$i/pid" \\
   --logfile "$dir/node$i/log" --dir "$dir/node$i"
 EOS
