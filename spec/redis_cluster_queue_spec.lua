@@ -36,6 +36,20 @@ describe("corun.redis.queue on a Redis Cluster", function()
     q:disconnect()
   end))
 
+  it("no node answering: the queue retries for 'reconnect' s, then a clear error",
+  async(function()
+    local dead = ("redis://127.0.0.1:%d/?cluster=1"):format(helper.free_port())
+    local q = corun.redis.queue(dead, "{" .. newname() .. "}", { reconnect = 0.3 })
+    local t0 = corun.time()
+    local e = raises("redis queue: creating the consumer group: cannot connect to "
+                     .. "the cluster: no node gave its slot map", q.put, q, 1)
+    assert.matches("%(gave up reconnecting after 0%.3 s%)$", e)
+    assert(corun.time() - t0 >= 0.29 and corun.time() - t0 < 10)
+    local s = corun.redis.queue(dead, newname(), { shards = 2, reconnect = 0.1 })
+    e = raises("redis queue: get: cannot connect to the cluster", s.get, s)
+    assert.matches("%(gave up reconnecting after 0%.1 s%)$", e)
+  end))
+
   it("shards = 3: three streams on the three masters, every item delivered once",
   async(function()
     local name = newname()

@@ -250,7 +250,8 @@ describe("corun.redis on a Redis Cluster", function()
                                           { cluster = true })
     local res, err = r:call("GET", "x")
     assert.is_nil(res)
-    assert.matches("^cannot read the cluster's slot map %(127%.0%.0%.1:%d+: connection lost%)$", err)
+    assert.matches("^cannot connect to the cluster: no node gave its slot map "
+                   .. "%(127%.0%.0%.1:%d+: connection lost%)$", err)
     assert.same(fail(err), both(r:pipeline(function(p) p:call("GET", "x") end)))
     raises("a Redis Cluster has only database 0", corun.redis.connect,
            "redis://127.0.0.1:7000/1?cluster=1")

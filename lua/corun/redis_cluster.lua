@@ -217,7 +217,8 @@ function Cluster:_load()
     end
     last = ("%s: %s"):format(addr, err or "not a cluster reply")
   end
-  return nil, "cannot read the cluster's slot map (" .. (last or "no node") .. ")"
+  return nil, "cannot connect to the cluster: no node gave its slot map ("
+              .. (last or "no node") .. ")"
 end
 
 -- Read the map again (one task at a time: the others wait for it).
@@ -359,7 +360,11 @@ function Cluster:_pipeline(cmds)
     for k, i in ipairs(idx) do results[i] = r[k] end
   end
   local tasks = {}
-  for k = 2, #order do tasks[#tasks + 1] = core.spawn(send, order[k]) end
+  for k = 2, #order do
+    local t = core.spawn(send, order[k])
+    t.name = "redis cluster pipeline to " .. order[k]
+    tasks[#tasks + 1] = t
+  end
   local ok, e = pcall(send, order[1])
   for _, t in ipairs(tasks) do
     if ok then ok, e = pcall(t.join, t) else t:cancel() end

@@ -12,7 +12,8 @@
 ** hardly blocks (1 ms each), then blocking reads of 50 ms each, so an item
 ** waits at most about (K-1) * 50 ms for an idle consumer. Held items are the shards' own (per task); this object only
 ** remembers which shard each of a task's items came from, so that
-** task_done / task_failed go to the right one. join, close, reopen, stats,
+** task_done / task_failed go to the right one. A get that finds no shard
+** reachable for 'reconnect' seconds raises, as one queue's get does. join, close, reopen, stats,
 ** dead, requeue_dead and disconnect act on every shard.
 --]]
 
@@ -96,7 +97,36 @@ function Sharded:get(timeout)
       if deadline and core.time() >= deadline then return nil, "timeout" end
     end
     if closed == k then return nil, "closed" end
+    self:_reachable()
     slice = 0.05
+  end
+end
+
+local function unreachable(err)
+  return err:find("^connection lost") or err:find("^cannot connect")
+         or err:find("^LOADING") or err:find("^CLUSTERDOWN")
+end
+
+-- After a round of get in which no shard gave an item (a shard's get
+-- times out quickly, also while its server is down): raise, as the get of
+-- one queue does, once no shard has been reachable for 'reconnect' s.
+function Sharded:_reachable()
+  local why
+  for _, q in ipairs(self.shards) do
+    local _, err = q.r:call("EXISTS", q.name)
+    if err == nil or not unreachable(err) then
+      self.down_since = nil
+      return
+    end
+    why = err
+  end
+  local now = core.time()
+  self.down_since = self.down_since or now
+  local limit = self.shards[1].reconnect
+  if now - self.down_since >= limit then
+    self.down_since = nil
+    error(("redis queue: get: %s (gave up reconnecting after %g s)")
+          :format(why, limit), 0)
   end
 end
 
