@@ -99,17 +99,32 @@ for _, c in ipairs { "PING", "ECHO", "INFO", "TIME", "CLUSTER", "COMMAND",
 local REFUSED = { MULTI = true, EXEC = true, DISCARD = true, WATCH = true,
                   UNWATCH = true, SELECT = true }
 
+-- Command names in capitals, remembered (a few hundred at most).
+local caps, ncaps = {}, 0
+local function upper(s)
+  local u = caps[s]
+  if u == nil then
+    u = s:upper()
+    if ncaps < 512 then caps[s], ncaps = u, ncaps + 1 end
+  end
+  return u
+end
+
 -- The slot of command 'cmd' (a packed list of words); nil for a command
 -- without a key; nil, "CROSSSLOT ..." if its keys are in different slots.
 local function slot_of(cmd)
   local name = cmd[1]
-  name = type(name) == "string" and name:upper() or name
+  name = type(name) == "string" and upper(name) or name
   local spec, n = SPECS[name], cmd.n
+  if spec == nil then  -- the common case: one key, the first argument
+    local w = cmd[2]
+    if NOKEY[name] or n < 2 or (type(w) ~= "string" and type(w) ~= "number") then
+      return nil
+    end
+    return keyslot(w)
+  end
   local keys = {}
-  if spec == nil then
-    if NOKEY[name] or n < 2 then return nil end
-    keys[1] = 2
-  elseif spec == "streams" then
+  if spec == "streams" then
     for i = 2, n do
       if type(cmd[i]) == "string" and cmd[i]:upper() == "STREAMS" then
         for k = i + 1, i + (n - i) // 2 do keys[#keys + 1] = k end
@@ -157,7 +172,7 @@ local function checkwords(cmd, i)
             or ("call: argument %d must be a string or a number"):format(k), 3)
     end
   end
-  local name = type(cmd[1]) == "string" and cmd[1]:upper()
+  local name = type(cmd[1]) == "string" and upper(cmd[1])
   if REFUSED[name] then
     error(("%s: %s is not supported on a Redis Cluster client (it needs one "
            .. "connection over several calls): use EVAL, with its keys in "
@@ -187,6 +202,22 @@ function Cluster:_node(addr)
   return c
 end
 
+-- The slot map: self.map holds, for each slot s, the index in self.mlist
+-- (the masters, "host:port") of its master, in 2 bytes at s * 2 + 1 (0:
+-- none). MOVED changes one slot.
+local CHUNK = "<" .. ("I2"):rep(256)
+
+function Cluster:_moved(slot, addr)
+  local i
+  for k, a in ipairs(self.mlist) do if a == addr then i = k end end
+  if i == nil then
+    self.mlist[#self.mlist + 1] = addr
+    i = #self.mlist
+  end
+  self.map = self.map:sub(1, slot * 2) .. ("<I2"):pack(i)
+             .. self.map:sub(slot * 2 + 3)
+end
+
 -- Read the slot map from the first node that answers: the masters known,
 -- then the seeds, then the other nodes known. true | nil, why.
 function Cluster:_load()
@@ -199,6 +230,7 @@ function Cluster:_load()
     local res, err = self:_node(addr):call("CLUSTER", "SLOTS")
     if type(res) == "table" then
       local slots, masters, seen = {}, {}, {}
+      for i = 1, 16384 do slots[i] = 0 end
       local asked = split(addr)
       for _, range in ipairs(res) do
         local m = range[3]
@@ -207,11 +239,15 @@ function Cluster:_load()
           if host == nil or host == "" or host == "?" then host = asked end
           local a = (host:find(":", 1, true) and "[" .. host .. "]" or host)
                     .. ":" .. m[2]
-          for s = range[1], range[2] do slots[s] = a end
-          if not seen[a] then seen[a] = true; masters[#masters + 1] = a end
+          if not seen[a] then masters[#masters + 1] = a; seen[a] = #masters end
+          for s = range[1] + 1, math.min(range[2] + 1, 16384) do slots[s] = seen[a] end
         end
       end
-      self.slots, self.mlist = slots, masters
+      local chunks = {}  -- the map as a string: the GC does not walk it
+      for i = 0, 63 do
+        chunks[i + 1] = CHUNK:pack(table.unpack(slots, i * 256 + 1, i * 256 + 256))
+      end
+      self.map, self.mlist = table.concat(chunks), masters
       self.loaded_at = core.time()
       return true
     end
@@ -225,7 +261,7 @@ end
 function Cluster:_refresh()
   if self.refreshing then
     self.refreshing:wait()
-    if self.slots then return true end
+    if self.map then return true end
     return nil, self.load_err
   end
   local ev = core.event()
@@ -246,11 +282,11 @@ end
 
 -- The master for 'slot' (nil: any master); nil, why if no map.
 function Cluster:_addr(slot)
-  if self.slots == nil then
+  if self.map == nil then
     local ok, err = self:_refresh()
     if not ok then return nil, err end
   end
-  local a = slot and self.slots[slot]
+  local a = slot and self.mlist[("<I2"):unpack(self.map, slot * 2 + 1)]
   if a == nil then
     a = #self.mlist > 0 and self.mlist[math.random(#self.mlist)] or self.seeds[1]
   end
@@ -291,7 +327,7 @@ function Cluster:_exec(slot, cmd)
       if redirects > 16 then return nil, err .. " (too many redirections)" end
       if target:sub(1, 1) == ":" then target = (split(addr)) .. target end
       if kind == "ASK" then asking = target
-      elseif self.slots then self.slots[tonumber(s)] = target end
+      elseif self.map then self:_moved(tonumber(s), target) end
     elseif err:find("^TRYAGAIN") or err:find("^CLUSTERDOWN") then
       local now = core.time()
       giveup = giveup or now + self.retry
@@ -462,7 +498,7 @@ function M.connect(url, opts)
   end
   return setmetatable({
     seeds = seeds, password = password, retry = retry or 2,
-    nodes = {}, mlist = {}, slots = nil, closed = false,
+    nodes = {}, mlist = {}, map = nil, closed = false,
   }, Cluster)
 end
 
