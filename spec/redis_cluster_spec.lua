@@ -270,6 +270,8 @@ describe("corun.redis on a Redis Cluster", function()
            "redis://127.0.0.1:7000/1?cluster=1")
     raises("retry must be a number", corun.redis.connect, url, { retry = "x" })
     raises("malformed cluster URL", corun.redis.connect, "redis://a:b:c?cluster=1")
+    raises("bad argument #1 to 'connect' (URL string expected)", corun.redis.connect,
+           42, { cluster = true })
     -- {cluster = false} is a plain client
     assert.matches("^corun.redis client", tostring(corun.redis.connect(
       "redis://127.0.0.1:7000/0", { cluster = false })))

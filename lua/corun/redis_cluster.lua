@@ -466,6 +466,9 @@ end
 -- redis://[:password@]host:port[,host:port...][/0][?cluster=1] (seeds)
 function M.connect(url, opts)
   opts = type(opts) == "table" and opts or {}
+  if type(url) ~= "string" then
+    error("bad argument #1 to 'connect' (URL string expected)", 3)
+  end
   local rest = url:match("^rediss?://(.*)$")
   if not rest then
     error("bad argument #1 to 'connect' (a cluster URL is redis://[:password@]"
