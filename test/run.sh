@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test/run.sh: every test of corun, as `make test` runs it (after building
-# build/ and build-asan/). Stages: C unit tests, the busted specs, the
-# examples with their output checked, the code blocks of docs/ (their
+# build/ and build-asan/). Stages: C unit tests, the busted specs (a
+# redis-server and a Redis Cluster started for them), the queue specs on
+# the cluster, the examples with their output checked, the code blocks of docs/ (their
 # `-->` lines checked, test/doc_examples.lua), the rock (luarocks make / pack /
 # install, offline), the specs again under ASan+UBSan, the thread and
 # channel specs under ThreadSanitizer, the codec fuzzer, and valgrind on
@@ -57,13 +58,25 @@ export CORUN_BIN="$ROOT/build/bin/corun"
 
 # A Redis server for the specs and examples that need one.
 source test/redis.sh
-trap redis_stop EXIT
+# And a Redis Cluster (3 masters + 3 replicas) for the cluster specs.
+source test/redis_cluster.sh
+trap 'redis_stop; redis_cluster_stop' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 redis_start build/bin/corun || true
+redis_cluster_start build/bin/corun || true
 
 stage "specs"
 busted_stage "specs" build/bin/corun-busted
+
+stage "the Redis queue specs on the Redis Cluster"
+# (spec/redis_cluster_*_spec.lua ran above, on the same cluster.) The test
+# reading the stream with redis-cli -u URL needs a one-node URL.
+if [ -n "${CORUN_REDIS_CLUSTER:-}" ]; then
+  CORUN_REDIS_URL=$CORUN_REDIS_CLUSTER busted_stage "queue specs (cluster)" \
+    build/bin/corun-busted --filter-out="strings stay readable in the stream" \
+    spec/redis_queue_spec.lua spec/regress/011_redis_delay_spec.lua
+else bad "queue specs (cluster): no Redis Cluster could be started"; fi
 
 stage "examples"
 for exp in examples/*.expected; do

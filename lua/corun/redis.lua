@@ -82,8 +82,12 @@ local function parse(url)
   return host ~= "" and host or "127.0.0.1", port or 6379, nil, password, db
 end
 
--- redis.connect(url) -> client (it connects on its first call)
-function M.connect(url)
+-- redis.connect(url, [opts]) -> client (it connects on its first call);
+-- a Redis Cluster (?cluster=1 or opts.cluster): lua/corun/redis_cluster.lua
+local cluster = require "corun.redis_cluster"
+M.keyslot = cluster.keyslot
+function M.connect(url, opts)
+  if cluster.wanted(url, opts) then return cluster.connect(url, opts) end
   return core.redis_client(parse(url))
 end
 
@@ -108,10 +112,12 @@ local function fail(what, err)
   error(("redis queue: %s: %s"):format(what, err), 0)
 end
 
--- A failure worth retrying: the server went away or is loading its data.
+-- A failure worth retrying: the server went away or is loading its data
+-- (or a Redis Cluster is failing over).
 local function transient(err)
   return err:find("^connection lost") or err:find("^cannot connect")
-         or err:find("^LOADING")
+         or err:find("^LOADING") or err:find("^CLUSTERDOWN")
+         or err:find("^TRYAGAIN")
 end
 
 local function encode(item)
@@ -186,6 +192,13 @@ function M.queue(url, name, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
     error("bad argument #3 to 'queue' (table of options expected)", 2)
+  end
+  if opts.shards ~= nil then  -- K queues: lua/corun/redis_shards.lua
+    return require("corun.redis_shards").queue(M.queue, url, name, opts)
+  end
+  if cluster.wanted(url) and not name:match("^[^{]*{[^}]") then
+    error("bad argument #2 to 'queue' (on a Redis Cluster the name needs a "
+          .. "hash tag, e.g. '{jobs}', so that the queue's keys share a slot)", 2)
   end
   local self = setmetatable({
     name = name,
