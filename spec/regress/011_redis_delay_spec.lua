@@ -66,7 +66,8 @@ describe("redis queue: delayed items", function()
      async(function()
     local name = helper.redis_prefix("stats")
     local q = corun.redis.queue(URL, name, { consumer = "c1",
-                                              max_deliveries = 1 })
+                                              max_deliveries = 1,
+                                              prefetch = 1 })
     q:put("a"); q:put("b"); q:put("c")
     q:put("d", { delay = 60 })
     local a = q:get(5)                    -- held by c1
