@@ -537,7 +537,7 @@ end
 -- status, when there is none: ms until the next due item, -1 (none) or
 -- -2 (the queue is closed and nothing is left or held).
 -- KEYS: LEVELS streams, retry set, closed; ARGV: group, consumer, min
--- idle ms, count.
+-- idle ms, count, "1" to claim (else only read).
 local FETCH = [[
 local L = #KEYS - 2
 local retry, closed = KEYS[L + 1], KEYS[L + 2]
@@ -559,7 +559,9 @@ local out = {0}
 for lv = L, 1, -1 do
   local want = count - #out + 1
   if want <= 0 then break end
-  local p = redis.call('XPENDING', KEYS[lv], g, 'IDLE', idle, '-', '+', want)
+  local p = ARGV[5] == '1'
+            and redis.call('XPENDING', KEYS[lv], g, 'IDLE', idle, '-', '+', want)
+            or {}
   if p[1] then
     local ids, info = {}, {}
     for i, e in ipairs(p) do ids[i] = e[1]; info[e[1] ] = e end
@@ -594,9 +596,16 @@ return out]]
 -- of every stream for up to 'block' ms. Returns "timeout" past deadline,
 -- "closed" when the queue is closed and drained, else nil.
 function Queue:_fetch(block, deadline)
+  -- look for entries to claim at most every visibility / 4 (and at most
+  -- every second): a claim waits out 'visibility' anyway
+  local now, claim = core.time(), "0"
+  if now >= (self.next_claim or 0) then
+    claim = "1"
+    self.next_claim = now + math.min(self.visibility / 4, 1)
+  end
   local res, err = self:_eval("get", deadline, self.r, FETCH, self.k_fetch,
     self.group, self.consumer, math.floor(self.visibility * 1000),
-    self.prefetch)
+    self.prefetch, claim)
   if err == "timeout" then return err end
   if err then fail("get", err) end
   local buf = self.buf
