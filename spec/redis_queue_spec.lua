@@ -9,6 +9,7 @@
 local corun = require "corun"
 local cb = require "corun.busted"
 local helper = require "helper"
+local rh = require "redis_helper"
 local catch = helper.catch
 local both, fail, raises = helper.both, helper.fail, helper.raises
 local async = cb.async
@@ -56,27 +57,14 @@ io.write("joined ", r:call("HLEN", name .. ":count"), "\n")
 ]]
 
 describe("corun.redis.queue", function()
-  local url, port, stop, P, consumer_script, producer_script
+  local env = rh.suite("queue")
+  local newname = env.newname
+  local url, port, consumer_script, producer_script
   setup(function()
-    url, port, stop = helper.redis()
-    P = helper.redis_prefix("queue")
-    consumer_script = os.tmpname()
-    helper.writefile(consumer_script, CONSUMER)
-    producer_script = os.tmpname()
-    helper.writefile(producer_script, PRODUCER)
+    url, port = env.url, env.port
+    consumer_script = env.script(CONSUMER)
+    producer_script = env.script(PRODUCER)
   end)
-  teardown(function()
-    os.remove(consumer_script)
-    os.remove(producer_script)
-    stop()
-  end)
-  after_each(helper.check)
-
-  local n = 0
-  local function newname()
-    n = n + 1
-    return P .. n
-  end
 
   local function spawn_consumer(name, visibility, mode)
     return assert(corun.process.spawn(CORUN,

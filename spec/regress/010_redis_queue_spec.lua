@@ -16,6 +16,7 @@
 local corun = require "corun"
 local cb = require "corun.busted"
 local helper = require "helper"
+local rh = require "redis_helper"
 local both, fail = helper.both, helper.fail
 local async = cb.async
 
@@ -43,31 +44,16 @@ io.stdout:flush()
 corun.sleep(3600)
 ]]
 
-local function cli(port, ...)
-  local code, out = corun.process.run("env",
-    { "-u", "LD_PRELOAD", "redis-cli", "-p", tostring(port), ... })
-  return code, out
-end
+local cli = rh.cli
 
 describe("regress 010: the Redis queue", function()
-  local url, port, stop, P, script
+  local env = rh.suite("regress010")
+  local newname = env.newname
+  local url, port, script
   setup(function()
-    url, port, stop = helper.redis()
-    P = helper.redis_prefix("regress010")
-    script = os.tmpname()
-    helper.writefile(script, TWO_TASKS)
+    url, port = env.url, env.port
+    script = env.script(TWO_TASKS)
   end)
-  teardown(function()
-    os.remove(script)
-    stop()
-  end)
-  after_each(helper.check)
-
-  local n = 0
-  local function newname()
-    n = n + 1
-    return P .. n
-  end
 
   it("a server restarted without persistence: get recreates the group", async(function()
     local port2, stop2 = helper.redis_server()
