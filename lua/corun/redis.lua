@@ -818,7 +818,8 @@ function Queue:get(timeout)
     local e = table.remove(self.buf, 1)
     if e then
       local item, err = self:_hand(me, e)
-      if item ~= nil or err then return item, err end
+      if item ~= nil then return item end
+      if err then return nil, err end
     elseif self.fetching then
       local f = self.fetching
       local left = deadline and deadline - core.time()
