@@ -8,23 +8,31 @@
 **   q:put({n = 1}); local item = q:get(); ...; q:task_done()
 **
 ** The queue: put is XADD (a plain string stays readable in the field "s";
-** other values are encoded by the data-only codec in the field "c"); get
-** is XREADGROUP (blocking in short slices so that close is noticed), and
-** first claims (a script: XPENDING IDLE + XCLAIM) an entry some consumer
-** has held for longer than 'visibility' seconds: at-least-once delivery,
-** nothing lost when a worker dies. Items are held per task: task_done
-** acknowledges the calling task's oldest (XACK); a task that ends holding
-** items gives them back (XCLAIM ... TIME 1: idle at once). Redis's
-** delivery counter (plus the field "a" of a retried entry) counts the
-** deliveries; past max_deliveries an item goes to <name>:dead.
-** task_failed acknowledges the entry and parks a copy in the sorted set
-** <name>:retry until its backoff is over (the claim script moves it back).
+** other values are encoded by the data-only codec in the field "c"), in a
+** script that batches the puts of the object's tasks made in one turn of
+** the loop. Priorities 0..9 are one stream each (<name>, <name>:p1 ..
+** <name>:p9; key() makes every key name). get takes the next entry from
+** the object's buffer; when it is empty, one task fetches (the others
+** wait): a script moves due retries and delayed items into their streams,
+** claims (XPENDING IDLE + XCLAIM) entries some consumer has held for
+** longer than 'visibility' seconds and reads new ones (XREADGROUP), level
+** by level from the highest, up to 'prefetch' entries; if there are none,
+** a blocking XREADGROUP on every stream, in short slices so that close is
+** noticed. At-least-once delivery: nothing lost when a worker dies.
+** Items are held per task: task_done acknowledges the calling task's
+** oldest (XACK, batched with the other tasks' of the same turn); a task
+** that ends holding items gives them back (XCLAIM ... TIME 1: idle at
+** once); disconnect gives back the prefetched ones. Redis's delivery
+** counter (plus the field "a" of a retried entry) counts the deliveries;
+** past max_deliveries an item goes to <name>:dead. task_failed
+** acknowledges the entry and parks a copy in the sorted set <name>:retry
+** until its backoff is over (the fetch script moves it back).
 ** Entries that cannot be decoded (they come from other machines: only data
 ** is decoded, never code) are acknowledged, copied to the stream
 ** <name>:dead, and make that get return nil, err.
-** Keys: <name> (the stream), <name>:puts and <name>:done (counters for
-** join), <name>:closed, <name>:dead, <name>:retry, <name>:errors (the
-** last error of an item, by entry id).
+** Keys: the streams, <name>:puts and <name>:done (counters for join),
+** <name>:closed, <name>:dead, <name>:retry, <name>:errors (the last error
+** of an item, by entry id). Scripts are sent by EVALSHA.
 --]]
 
 local core = require "corun.core"
@@ -358,9 +366,10 @@ end
 -- Raise naming the first key of the queue that has the wrong type, if any.
 function Queue:_check_types(what)
   self.checking = true
-  local res = self:_eval(what, nil, self.r, SETUP, self.k_setup, self.group,
-                         "check")
+  local ok, res = pcall(self._eval, self, what, nil, self.r, SETUP,
+                        self.k_setup, self.group, "check")
   self.checking = false
+  if not ok then error(res, 0) end
   if type(res) == "table" then wrongtype(what, res) end
 end
 
@@ -369,9 +378,11 @@ end
 function Queue:_setup(deadline, what)
   if self.ready then return end
   self.checking = true
-  local res, err = self:_eval("creating the consumer group", deadline, self.r, SETUP, self.k_setup,
-                              self.group, "create")
+  local ok, res, err = pcall(self._eval, self, "creating the consumer group",
+                             deadline, self.r, SETUP, self.k_setup,
+                             self.group, "create")
   self.checking = false
+  if not ok then error(res, 0) end
   if err == "timeout" then return err end
   if err then fail("creating the consumer group", err) end
   if type(res) == "table" then
