@@ -9,6 +9,7 @@
 local corun = require "corun"
 local cb = require "corun.busted"
 local helper = require "helper"
+local rh = require "redis_helper"
 local catch = helper.catch
 local both, fail, raises = helper.both, helper.fail, helper.raises
 local async = cb.async
@@ -56,27 +57,14 @@ io.write("joined ", r:call("HLEN", name .. ":count"), "\n")
 ]]
 
 describe("corun.redis.queue", function()
-  local url, port, stop, P, consumer_script, producer_script
+  local env = rh.suite("queue")
+  local newname = env.newname
+  local url, port, consumer_script, producer_script
   setup(function()
-    url, port, stop = helper.redis()
-    P = helper.redis_prefix("queue")
-    consumer_script = os.tmpname()
-    helper.writefile(consumer_script, CONSUMER)
-    producer_script = os.tmpname()
-    helper.writefile(producer_script, PRODUCER)
+    url, port = env.url, env.port
+    consumer_script = env.script(CONSUMER)
+    producer_script = env.script(PRODUCER)
   end)
-  teardown(function()
-    os.remove(consumer_script)
-    os.remove(producer_script)
-    stop()
-  end)
-  after_each(helper.check)
-
-  local n = 0
-  local function newname()
-    n = n + 1
-    return P .. n
-  end
 
   local function spawn_consumer(name, visibility, mode)
     return assert(corun.process.spawn(CORUN,
@@ -311,7 +299,8 @@ describe("corun.redis.queue", function()
     assert.is_true(holder:kill("kill"))
     assert.same({ 0, "kill" }, { holder:wait(10) })
     local r <close> = corun.redis.connect(url)
-    assert.equal(5, r:call("XPENDING", name, "corun")[1])
+    -- the 5 its task got and 5 more prefetched (prefetch 10): all held
+    assert.equal(10, r:call("XPENDING", name, "corun")[1])
     local t0 = corun.time()
     local kids = {}
     for i = 1, 3 do kids[i] = spawn_consumer(name, 1) end

@@ -2,8 +2,9 @@
 # test/run.sh: every test of corun, as `make test` runs it (after building
 # build/ and build-asan/). Stages: C unit tests, the busted specs (a
 # redis-server and a Redis Cluster started for them), the queue specs on
-# the cluster, the examples with their output checked, the code blocks of docs/ (their
-# `-->` lines checked, test/doc_examples.lua), the rock (luarocks make / pack /
+# the cluster, the examples with their output checked, the code blocks of
+# docs/ (their `-->` lines checked, test/doc_examples.lua), the Redis
+# queue's chaos test (test/redis_chaos.lua), the rock (luarocks make / build /
 # install, offline), the specs again under ASan+UBSan, the thread and
 # channel specs under ThreadSanitizer, the codec fuzzer, and valgrind on
 # the runner. The specs run under build*/bin/corun-busted (busted under
@@ -98,6 +99,15 @@ while IFS= read -r line; do
     *) echo "$line" ;;
   esac
 done < <(lua5.4 test/doc_examples.lua build/bin/corun 2>&1)
+
+stage "chaos: the Redis queue under kill -9 of consumers and of Redis"
+# test/redis_chaos.lua starts its own redis-server (appendonly, appendfsync
+# always); 5,000 items, 3 consumer processes x 4 tasks; prints the counts.
+if command -v redis-server >/dev/null; then
+  if timeout 180 build/bin/corun test/redis_chaos.lua build/bin/corun; then
+    ok "redis queue chaos"
+  else bad "redis queue chaos"; fi
+else echo "no redis-server: skipped"; fi
 
 stage "rock: luarocks make, pack and install (offline)"
 if bash test/rock.sh; then ok "rock"; else bad "rock"; fi

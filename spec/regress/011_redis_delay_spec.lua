@@ -5,13 +5,13 @@
 local corun = require "corun"
 local cb = require "corun.busted"
 local helper = require "helper"
+local rh = require "redis_helper"
 local async = cb.async
 
 describe("redis queue: delayed items", function()
-  local URL, STOP
-  setup(function() URL, _, STOP = helper.redis() end)
-  teardown(function() STOP() end)
-  after_each(helper.check)
+  local env = rh.suite("delay")
+  local URL
+  setup(function() URL = env.url end)
 
   it("delivers a delayed item when due, after the ones put at once",
      async(function()
@@ -66,7 +66,8 @@ describe("redis queue: delayed items", function()
      async(function()
     local name = helper.redis_prefix("stats")
     local q = corun.redis.queue(URL, name, { consumer = "c1",
-                                              max_deliveries = 1 })
+                                              max_deliveries = 1,
+                                              prefetch = 1 })
     q:put("a"); q:put("b"); q:put("c")
     q:put("d", { delay = 60 })
     local a = q:get(5)                    -- held by c1
