@@ -447,6 +447,31 @@ end
 
 --[[ introspection ]]
 
+-- corun.tasks([opts]): the live tasks in id order; with {tree = true} the
+-- roots of the task tree instead, each a node {task =, children = {nodes}},
+-- a task under the task that spawned it (t.parent). A root's parent is nil
+-- or has finished.
+local core_tasks = core.tasks
+
+function corun.tasks(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror("tasks", 1, expected("table or nil", opts))
+  end
+  local list = core_tasks()
+  if opts == nil or not opts.tree then return list end
+  local nodes, roots = {}, {}
+  for i = 1, #list do
+    local t = list[i]
+    local node = { task = t, children = {} }
+    nodes[t] = node
+    local p = t.parent
+    local up = p ~= nil and nodes[p] or nil
+    local into = up ~= nil and up.children or roots
+    into[#into + 1] = node
+  end
+  return roots
+end
+
 function corun.dump(file)
   file = file or io.stderr
   local ok, write = pcall(function() return file.write end)
