@@ -20,6 +20,11 @@
 
 #include "corun.h"
 
+/* Registry key of the metatable of failed tasks: the task metatable plus
+** a __gc that reports an error nobody retrieved. Only failed tasks get it,
+** so other tasks cost the collector no finalizer call. */
+static const char failed_mtkey = 0;
+
 static cr_task *checktask(lua_State *L, int idx) {
   cr_task *t = cr_testobj(L, idx, cr_task, CR_TASK_MAGIC);
   if (t == NULL) luaL_typeerror(L, idx, CR_TASK_MT);
@@ -476,6 +481,8 @@ static void finish(lua_State *L, cr_loop *lp, cr_task *t, int tidx,
   t->ref = LUA_NOREF;
   lp->ntasks--;
   if (status == CR_FAILED) {  /* unretrieved until joined or reported */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &failed_mtkey);  /* with __gc */
+    lua_setmetatable(L, tidx);
     lp->nfailed++;
     cr_loop_pushanchors(L, CR_LUV_FAILED);
     lua_pushlightuserdata(L, t);
@@ -1235,8 +1242,16 @@ void cr_task_open_lib(lua_State *L) {
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, task_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);  /* the failed tasks' metatable: the same, with __gc */
+  lua_pushnil(L);
+  while (lua_next(L, -3) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
   lua_pushcfunction(L, task_gc);
   lua_setfield(L, -2, "__gc");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &failed_mtkey);
   lua_pop(L, 1);
   luaL_newmetatable(L, CR_CANCELLED_MT);
   lua_pushcfunction(L, cancelled_tostring);

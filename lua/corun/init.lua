@@ -193,24 +193,22 @@ function corun.gather(...)
   else
     items = pack(...)
   end
-  for i = 1, n do
-    if is_future(items[i]) then
-      local list = {}
-      for j = 1, n do
-        local v = items[j]
-        list[j] = is_future(v) and spawn(wait_raising, v) or v
-      end
-      local res = pack(pcall(core_gather, list, n, reterr))
-      if not res[1] then    -- jobs not started yet never run
-        for j = 1, n do
-          if is_future(items[j]) then items[j]:cancel() end
-        end
-        error(res[2], 0)
-      end
-      return res[2]
-    end
+  local res = core_gather(items, n, reterr)
+  if res ~= false then return res end
+  -- false: an item is a future, and nothing was done yet
+  local list = {}
+  for j = 1, n do
+    local v = items[j]
+    list[j] = is_future(v) and spawn(wait_raising, v) or v
   end
-  return core_gather(items, n, reterr)
+  res = pack(pcall(core_gather, list, n, reterr))
+  if not res[1] then    -- jobs not started yet never run
+    for j = 1, n do
+      if is_future(items[j]) then items[j]:cancel() end
+    end
+    error(res[2], 0)
+  end
+  return res[2]
 end
 
 local function in_order(tasks, n, pick, futures)
