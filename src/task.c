@@ -247,68 +247,6 @@ static void inherit(lua_State *L, cr_task *parent, cr_task *t, int tidx) {
   lua_settop(L, top);
 }
 
-/* {=================================================================
-** Coroutine reuse: the coroutine of a task that returned normally is kept
-** (up to POOL_MAX per Lua state, in a registry table) and runs the next
-** task spawned: no new thread, stack or CallInfos to allocate and collect.
-** What a task leaves in its coroutine is gone by then: its frames have
-** returned (so its to-be-closed variables are closed and its upvalues
-** closed), its hook is cleared and the start of its stack is set to nil.
-** Its results, name, parent and context live in the task's userdata, so a
-** finished task's handle keeps reporting its own. Failed and cancelled
-** tasks' coroutines are not reused.
-** ================================================================== */
-
-#define POOL_MAX 256
-#define POOL_CLEAR 40   /* stack slots set to nil (Lua's initial stack) */
-
-static const char poolkey = 0;
-
-/* Push a coroutine for a new task: a kept one, else a new one. */
-static lua_State *newco(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &poolkey) == LUA_TTABLE) {
-    lua_Unsigned n = lua_rawlen(L, -1);
-    if (n > 0) {
-      lua_State *co;
-      lua_rawgeti(L, -1, (lua_Integer)n);
-      co = lua_tothread(L, -1);
-      lua_pushnil(L);
-      lua_rawseti(L, -3, (lua_Integer)n);
-      lua_remove(L, -2);
-      return co;
-    }
-  }
-  lua_pop(L, 1);
-  return lua_newthread(L);
-}
-
-/* Keep the coroutine 'co' of a task that has returned (its results moved
-** out) for the next spawn, when there is room. */
-static void recycle(lua_State *L, lua_State *co) {
-  lua_Unsigned n;
-  if (lua_status(co) != LUA_OK || lua_gettop(co) != 0 ||
-      !lua_checkstack(co, POOL_CLEAR))
-    return;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &poolkey) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, POOL_MAX, 0);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &poolkey);
-  }
-  n = lua_rawlen(L, -1);
-  if (n < POOL_MAX) {
-    lua_sethook(co, NULL, 0, 0);
-    lua_settop(co, POOL_CLEAR);  /* no stale value for debug.getlocal */
-    lua_settop(co, 0);
-    lua_pushthread(co);
-    lua_xmove(co, L, 1);
-    lua_rawseti(L, -2, (lua_Integer)n + 1);
-  }
-  lua_pop(L, 1);
-}
-
-/* }================================================================= */
-
 cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   cr_task *t;
   lua_State *co;
@@ -326,7 +264,7 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   t->magic = CR_TASK_MAGIC;
   lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_mt);  /* cr_task_mtkey's */
   lua_setmetatable(L, -2);
-  co = newco(L);
+  co = lua_newthread(L);
   lua_setiuservalue(L, -2, CR_TUV_CO);
   if (!lua_checkstack(co, nargs + 1))
     luaL_error(L, "%s: too many arguments", cr_fname(L));
@@ -663,7 +601,6 @@ void cr_task_dispatch(lua_State *L, cr_loop *lp, cr_task *t) {
   if (status == LUA_OK) {
     pushresults(L, t, nres);
     lua_pushnil(L);
-    recycle(L, t->co);
     finish(L, lp, t, tidx, CR_DONE);
   }
   else
