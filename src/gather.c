@@ -193,6 +193,21 @@ static int callable(lua_State *L) {
   return 1;
 }
 
+/* Is one of items[i..n] a future (a thread's, a pool job's, ...)? */
+static int hasfuture(lua_State *L, lua_Integer i, lua_Integer n) {
+  for (; i <= n; i++) {
+    cr_shared *s;
+    lua_rawgeti(L, ITEMS, i);
+    s = cr_shared_test(L, -1);
+    lua_pop(L, 1);
+    if (s != NULL && s->type == &cr_future_type) return 1;
+  }
+  return 0;
+}
+
+/* core.gather(items, n, return_errors): see the top of the file. Returns
+** false, having done nothing, when an item is a future (corun.gather then
+** gives each future a waiting task of its own). */
 static int gather(lua_State *L) {
   cr_loop *lp = cr_loop_get(L);
   lua_Integer i, n = luaL_checkinteger(L, COUNT), first = 0, bad = 0;
@@ -200,6 +215,19 @@ static int gather(lua_State *L) {
   cr_gather *g;
   luaL_checktype(L, ITEMS, LUA_TTABLE);
   luaL_argcheck(L, n >= 0 && n < (1 << 30), COUNT, "bad count");
+  for (i = 1; i <= n; i++) {  /* tasks only (the usual case): one look */
+    int task;
+    lua_rawgeti(L, ITEMS, i);
+    task = cr_testobj(L, -1, cr_task, CR_TASK_MAGIC) != NULL;
+    lua_pop(L, 1);
+    if (!task) {
+      if (hasfuture(L, i, n)) {
+        lua_pushboolean(L, 0);
+        return 1;
+      }
+      break;
+    }
+  }
   reterr = lua_toboolean(L, RETERR);
   lua_settop(L, RETERR);
   lua_pushvalue(L, ITEMS);                      /* TASKS (items, till a call) */

@@ -21,6 +21,11 @@
 
 #include "corun.h"
 
+/* Registry key of the metatable of failed tasks: the task metatable plus
+** a __gc that reports an error nobody retrieved. Only failed tasks get it,
+** so other tasks cost the collector no finalizer call. */
+static const char failed_mtkey = 0;
+
 static cr_task *checktask(lua_State *L, int idx) {
   cr_task *t = cr_testobj(L, idx, cr_task, CR_TASK_MAGIC);
   if (t == NULL) luaL_typeerror(L, idx, CR_TASK_MT);
@@ -280,17 +285,26 @@ cr_task *cr_task_spawn(lua_State *L, cr_loop *lp, int fidx, int nargs) {
   t->status = CR_PENDING;
   lp->ntasks++;
   lp->nspawned++;
-  if (lp->current != NULL && lp->current->has_ctx)
-    inherit(L, lp->current, t, lua_gettop(L));
+  if (lp->current != NULL) {  /* the parent: the aux value (see below) */
+    pushtask(L, lp->current);
+    lua_setiuservalue(L, -2, CR_TUV_VALUE);
+    if (lp->current->has_ctx) inherit(L, lp->current, t, lua_gettop(L));
+  }
   cr_loop_ready(lp, (cr_entry *)t);
   return t;
 }
 
 /* {=================================================================
-** The aux uservalue: nil, the name (a string), one done callback (not a
-** table), or an aux table {name =, [1..n] = done callbacks}. Most tasks
-** have neither a name nor more than one callback, so this costs one slot.
+** The aux uservalue: nil, the parent (a task), the name (a string), one
+** done callback (not a table, never a task), or an aux table {parent =,
+** name =, [1..n] = done callbacks}. Most tasks have a parent and neither a
+** name nor a callback, so this costs one slot. A task forgets its parent
+** when it finishes (finished tasks keep no chain of ancestors alive).
 ** ================================================================== */
+
+static int istask(lua_State *L, int idx) {
+  return cr_testobj(L, idx, cr_task, CR_TASK_MAGIC) != NULL;
+}
 
 static int isauxtable(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TTABLE) return 0;
@@ -315,6 +329,10 @@ static void auxtable(lua_State *L, cr_task *t, int tidx) {
     lua_pushvalue(L, aux);
     lua_setfield(L, -2, "name");
   }
+  else if (istask(L, aux)) {
+    lua_pushvalue(L, aux);
+    lua_setfield(L, -2, "parent");
+  }
   else if (!lua_isnil(L, aux)) {
     lua_pushvalue(L, aux);
     lua_rawseti(L, -2, 1);
@@ -335,6 +353,20 @@ static int auxfield(lua_State *L, cr_task *t, int tidx, const char *k) {
   lua_settop(L, top);
   lua_pushnil(L);
   return LUA_TNIL;
+}
+
+/* Push the parent of task 't' (userdata at 'tidx'): the task that spawned
+** it while 't' is alive, else nil. */
+static void pushparent(lua_State *L, cr_task *t, int tidx) {
+  int top = lua_gettop(L);
+  if (t->status == CR_PENDING) {
+    lua_getiuservalue(L, tidx, CR_TUV_VALUE);
+    if (istask(L, top + 1)) return;
+    lua_settop(L, top);
+    if (auxfield(L, t, tidx, "parent") != LUA_TNIL) return;
+    lua_settop(L, top);
+  }
+  lua_pushnil(L);
 }
 
 static void pushname(lua_State *L, cr_task *t, int tidx) {
@@ -387,7 +419,8 @@ static void adddonecb(lua_State *L, cr_task *t, int tidx) {
 
 /* A task is finishing: push its done callbacks (nil, one, or the aux
 ** table, whose list part is theirs) and then what of the aux value stays:
-** the name, or with a traceback (not nil) a table {name =, traceback =}. */
+** the name, or with a traceback (not nil) a table {name =, traceback =}.
+** The parent is dropped. */
 static void splitaux(lua_State *L, int tidx, int tb) {
   int type = lua_getiuservalue(L, tidx, CR_TUV_VALUE);
   if (type == LUA_TSTRING) {
@@ -396,8 +429,13 @@ static void splitaux(lua_State *L, int tidx, int tb) {
   }
   else if (isauxtable(L, -1))
     lua_getfield(L, -1, "name");
-  else
+  else {
+    if (type == LUA_TUSERDATA && istask(L, -1)) {  /* only the parent */
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
     lua_pushnil(L);
+  }
   if (!lua_isnil(L, tb)) {
     lua_createtable(L, 0, 2);
     lua_insert(L, -2);
@@ -447,6 +485,8 @@ static void finish(lua_State *L, cr_loop *lp, cr_task *t, int tidx,
   t->ref = LUA_NOREF;
   lp->ntasks--;
   if (status == CR_FAILED) {  /* unretrieved until joined or reported */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &failed_mtkey);  /* with __gc */
+    lua_setmetatable(L, tidx);
     lp->nfailed++;
     cr_loop_pushanchors(L, CR_LUV_FAILED);
     lua_pushlightuserdata(L, t);
@@ -940,6 +980,10 @@ static int task_index(lua_State *L) {
     lua_pushinteger(L, t->id);
     return 1;
   }
+  if (k != NULL && strcmp(k, "parent") == 0) {
+    pushparent(L, t, 1);
+    return 1;
+  }
   return 0;
 }
 
@@ -998,16 +1042,18 @@ static int task_tasks(lua_State *L) {
   return 1;
 }
 
-/* Add to 'b' where blocked task 't' waits: the function it is suspended
-** in and the object that function was called on (its first argument). */
-static void addwait(lua_State *L, luaL_Buffer *b, cr_task *t) {
+/* Push where blocked task 't' waits: the function it is suspended in and
+** the object that function was called on (its first argument), as 0 to 2
+** strings; returns how many. */
+static int pushwait(lua_State *L, cr_task *t) {
   lua_Debug ar;
   const char *name;
+  int n = 0;
   if (!lua_getstack(t->co, 0, &ar) || !lua_getinfo(t->co, "Sn", &ar))
-    return;
+    return 0;
   if (ar.name != NULL) {
     lua_pushfstring(L, " waiting in '%s'", ar.name);
-    luaL_addvalue(b);
+    n++;
   }
   if (*ar.what == 'C' && (name = lua_getlocal(t->co, &ar, 1)) != NULL) {
     lua_xmove(t->co, L, 1);
@@ -1015,41 +1061,126 @@ static void addwait(lua_State *L, luaL_Buffer *b, cr_task *t) {
     lua_remove(L, -2);
     lua_pushfstring(L, " on %s", lua_tostring(L, -1));
     lua_remove(L, -2);
-    luaL_addvalue(b);
+    n++;
   }
+  return n;
 }
 
-/* Push a report of every live task: its name and status, then its stack.
-** 'blocked' (a deadlock or a live dump): each line also says what the task
-** waits on, and each block starts with a blank line, as Go prints its
-** goroutines; else (corun.dump) a task that has not started says so. The
-** buffer is only touched with the stack as it left it (luaL_addvalue
-** excepted), as luaL_Buffer requires. */
-static void pushreport(lua_State *L, cr_loop *lp, int blocked) {
-  luaL_Buffer b;
-  int i, n = pushlive(L, lp), list = lua_gettop(L);
-  luaL_buffinit(L, &b);
+/* The live tasks list[1..n] (in id order) as a tree, each under the task
+** that spawned it: a node per position, node 0 holding the roots (tasks
+** with no parent, or whose parent has finished). Children are in id
+** order. Pushes the nodes' userdata. */
+typedef struct cr_tnode { int parent, child, next; } cr_tnode;
+
+static cr_tnode *pushtree(lua_State *L, int list, int n) {
+  cr_tnode *v = (cr_tnode *)lua_newuserdatauv(L, (n + 1) * sizeof *v, 0);
+  int i, pos = lua_gettop(L) + 1;
+  memset(v, 0, (n + 1) * sizeof *v);
+  lua_createtable(L, 0, n);  /* pos: task -> its position */
   for (i = 1; i <= n; i++) {
-    cr_task *t;
-    if (blocked) luaL_addchar(&b, '\n');
     lua_rawgeti(L, list, i);
-    t = (cr_task *)lua_touserdata(L, -1);
-    lua_pushcfunction(L, task_tostring);
-    lua_insert(L, -2);
-    lua_call(L, 1, 1);
-    luaL_addvalue(&b);
-    if (t->started && t->co != NULL) {
-      if (blocked) addwait(L, &b, t);
-      luaL_addchar(&b, '\n');
-      luaL_traceback(L, t->co, NULL, 0);
-      luaL_addvalue(&b);
-      if (!blocked) luaL_addchar(&b, '\n');
-    }
-    else if (!blocked)
-      luaL_addstring(&b, "\n  (not started)\n");
+    lua_pushinteger(L, i);
+    lua_rawset(L, pos);
+  }
+  for (i = n; i >= 1; i--) {  /* backwards: each is put first */
+    int p = 0;
+    lua_rawgeti(L, list, i);
+    pushparent(L, (cr_task *)lua_touserdata(L, -1), lua_gettop(L));
+    if (lua_rawget(L, pos) == LUA_TNUMBER) p = (int)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (p >= i) p = 0;  /* cannot be (parents are older): a root */
+    v[i].parent = p;
+    v[i].next = v[p].child;
+    v[p].child = i;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Indent every line of the string on top by 2 * depth spaces. */
+static void indent(lua_State *L, int depth) {
+  static const char spaces[] = "                                ";
+  size_t len, w = (size_t)(2 * depth);
+  const char *s;
+  luaL_Buffer b;
+  if (w == 0) return;
+  if (w > sizeof spaces - 1) w = sizeof spaces - 1;
+  s = lua_tolstring(L, -1, &len);
+  luaL_buffinit(L, &b);
+  while (len > 0) {
+    const char *nl = memchr(s, '\n', len);
+    size_t k = nl != NULL ? (size_t)(nl - s) + 1 : len;
+    if (k > 1 || *s != '\n') luaL_addlstring(&b, spaces, w);
+    luaL_addlstring(&b, s, k);
+    s += k;
+    len -= k;
   }
   luaL_pushresult(&b);
-  lua_remove(L, list);
+  lua_remove(L, -2);
+}
+
+/* Push the report block of live task 't' (on top, replaced) at 'depth' in
+** the tree (see pushreport). */
+static void pushblock(lua_State *L, cr_task *t, int blocked, int depth) {
+  int tidx = lua_gettop(L), base = tidx;
+  if (blocked) lua_pushliteral(L, "\n");
+  lua_pushcfunction(L, task_tostring);
+  lua_pushvalue(L, tidx);
+  lua_call(L, 1, 1);
+  if (t->started && t->co != NULL && blocked) pushwait(L, t);
+  if (depth == 0) {  /* a root: say so when its parent has finished */
+    pushparent(L, t, tidx);
+    if (lua_isnil(L, -1))
+      lua_pop(L, 1);
+    else {
+      lua_pushliteral(L, ", spawned by ");
+      lua_pushcfunction(L, task_tostring);
+      lua_rotate(L, -3, -1);
+      lua_call(L, 1, 1);
+    }
+  }
+  if (t->started && t->co != NULL) {
+    lua_pushliteral(L, "\n");
+    luaL_traceback(L, t->co, NULL, 0);
+    if (!blocked) lua_pushliteral(L, "\n");
+  }
+  else if (!blocked)
+    lua_pushliteral(L, "\n  (not started)\n");
+  lua_concat(L, lua_gettop(L) - base);
+  indent(L, depth);
+  lua_replace(L, tidx);
+}
+
+/* Push a report of every live task, as a tree (each task indented under
+** the task that spawned it, children in id order): its name and status,
+** then its stack. 'blocked' (a deadlock or a live dump): each line also
+** says what the task waits on, and each block starts with a blank line, as
+** Go prints its goroutines; else (corun.dump) a task that has not started
+** says so. The buffer is only touched with the stack as it left it
+** (luaL_addvalue excepted), as luaL_Buffer requires. */
+static void pushreport(lua_State *L, cr_loop *lp, int blocked) {
+  luaL_Buffer b;
+  int n = pushlive(L, lp), list = lua_gettop(L), i, depth = 0;
+  cr_tnode *v = pushtree(L, list, n);
+  luaL_buffinit(L, &b);
+  for (i = v[0].child; i != 0; ) {
+    lua_rawgeti(L, list, i);
+    pushblock(L, (cr_task *)lua_touserdata(L, -1), blocked, depth);
+    luaL_addvalue(&b);
+    if (v[i].child != 0) {
+      i = v[i].child;
+      depth++;
+      continue;
+    }
+    while (i != 0 && v[i].next == 0) {
+      i = v[i].parent;
+      depth--;
+    }
+    if (i != 0) i = v[i].next;
+  }
+  luaL_pushresult(&b);
+  lua_replace(L, list);
+  lua_settop(L, list);
 }
 
 /* Push a report of every live task (a deadlock: all of them are blocked,
@@ -1112,8 +1243,16 @@ void cr_task_open_lib(lua_State *L) {
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, task_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);  /* the failed tasks' metatable: the same, with __gc */
+  lua_pushnil(L);
+  while (lua_next(L, -3) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
   lua_pushcfunction(L, task_gc);
   lua_setfield(L, -2, "__gc");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &failed_mtkey);
   lua_pop(L, 1);
   luaL_newmetatable(L, CR_CANCELLED_MT);
   lua_pushcfunction(L, cancelled_tostring);

@@ -193,24 +193,22 @@ function corun.gather(...)
   else
     items = pack(...)
   end
-  for i = 1, n do
-    if is_future(items[i]) then
-      local list = {}
-      for j = 1, n do
-        local v = items[j]
-        list[j] = is_future(v) and spawn(wait_raising, v) or v
-      end
-      local res = pack(pcall(core_gather, list, n, reterr))
-      if not res[1] then    -- jobs not started yet never run
-        for j = 1, n do
-          if is_future(items[j]) then items[j]:cancel() end
-        end
-        error(res[2], 0)
-      end
-      return res[2]
-    end
+  local res = core_gather(items, n, reterr)
+  if res ~= false then return res end
+  -- false: an item is a future, and nothing was done yet
+  local list = {}
+  for j = 1, n do
+    local v = items[j]
+    list[j] = is_future(v) and spawn(wait_raising, v) or v
   end
-  return core_gather(items, n, reterr)
+  res = pack(pcall(core_gather, list, n, reterr))
+  if not res[1] then    -- jobs not started yet never run
+    for j = 1, n do
+      if is_future(items[j]) then items[j]:cancel() end
+    end
+    error(res[2], 0)
+  end
+  return res[2]
 end
 
 local function in_order(tasks, n, pick, futures)
@@ -446,6 +444,31 @@ function corun.to_thread(fn, ...)
 end
 
 --[[ introspection ]]
+
+-- corun.tasks([opts]): the live tasks in id order; with {tree = true} the
+-- roots of the task tree instead, each a node {task =, children = {nodes}},
+-- a task under the task that spawned it (t.parent). A root's parent is nil
+-- or has finished.
+local core_tasks = core.tasks
+
+function corun.tasks(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror("tasks", 1, expected("table or nil", opts))
+  end
+  local list = core_tasks()
+  if opts == nil or not opts.tree then return list end
+  local nodes, roots = {}, {}
+  for i = 1, #list do
+    local t = list[i]
+    local node = { task = t, children = {} }
+    nodes[t] = node
+    local p = t.parent
+    local up = p ~= nil and nodes[p] or nil
+    local into = up ~= nil and up.children or roots
+    into[#into + 1] = node
+  end
+  return roots
+end
 
 function corun.dump(file)
   file = file or io.stderr
