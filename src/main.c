@@ -17,132 +17,6 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include <sys/mman.h>
-
-/* {=================================================================
-** The runner's allocator: small blocks (up to SMALL bytes) come from
-** free lists of 16-byte size classes carved out of one reserved address
-** range, committed a chunk at a time and prefaulted in one call (a fresh
-** page costs a fault each otherwise: most of what spawning 200k tasks
-** costs the kernel). Lua passes the old size on every free and realloc,
-** so blocks need no header. Blocks from before the switch (luaL_newstate
-** allocates with the C library) and large ones go to the C library; a
-** pointer outside the range is one of those. Freed small blocks are kept
-** for reuse, not returned to the system, until the state closes.
-** CORUN_ALLOC=libc, ASan builds and valgrind's memcheck keep the C
-** library's allocator (callgrind counts the runner as it runs).
-** ================================================================== */
-
-#define SMALL 1024                 /* largest size served from the classes */
-#define NCLASS (SMALL / 16)
-#define RESERVE ((size_t)4 << 30) /* reserved range; beyond: the C library */
-#define CHUNK ((size_t)1 << 20)    /* committed at a time */
-
-typedef struct freeblock { struct freeblock *next; } freeblock;
-
-typedef struct arena {
-  char *base, *end;                /* the reserved range */
-  char *top, *limit;               /* carving point; end of what is committed */
-  freeblock *free[NCLASS];
-} arena;
-
-static arena the_arena;
-
-static int ours(arena *a, void *p) {
-  return (char *)p >= a->base && (char *)p < a->end;
-}
-
-static void *carve(arena *a, size_t size) {
-  void *p;
-  if ((size_t)(a->limit - a->top) < size) {
-    if ((size_t)(a->end - a->limit) < CHUNK) return NULL;
-    if (mprotect(a->limit, CHUNK, PROT_READ | PROT_WRITE) != 0) return NULL;
-#ifdef MADV_POPULATE_WRITE
-    (void)madvise(a->limit, CHUNK, MADV_POPULATE_WRITE);
-#endif
-    a->top = a->limit;  /* the rest of the old chunk is dropped: < SMALL */
-    a->limit += CHUNK;
-  }
-  p = a->top;
-  a->top += size;
-  return p;
-}
-
-static void *smallalloc(arena *a, size_t n) {
-  size_t c = (n - 1) / 16;
-  freeblock *b = a->free[c];
-  if (b != NULL) {
-    a->free[c] = b->next;
-    return b;
-  }
-  return carve(a, (c + 1) * 16);
-}
-
-static void smallfree(arena *a, void *p, size_t n) {
-  size_t c = (n - 1) / 16;
-  freeblock *b = (freeblock *)p;
-  b->next = a->free[c];
-  a->free[c] = b;
-}
-
-static void *arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  arena *a = (arena *)ud;
-  void *np;
-  if (ptr == NULL) osize = 0;  /* then osize is a type tag, not a size */
-  if (nsize == 0) {
-    if (ptr != NULL) {
-      if (ours(a, ptr)) smallfree(a, ptr, osize);
-      else free(ptr);
-    }
-    return NULL;
-  }
-  if (ptr != NULL && !ours(a, ptr) && nsize > SMALL)
-    return realloc(ptr, nsize);
-  if (ptr != NULL && ours(a, ptr) && (osize - 1) / 16 == (nsize - 1) / 16 &&
-      nsize <= SMALL)
-    return ptr;  /* the same class */
-  np = nsize <= SMALL ? smallalloc(a, nsize) : malloc(nsize);
-  if (np == NULL && nsize <= SMALL) np = malloc(nsize);
-  if (np == NULL)  /* Lua counts on a shrink never failing: keep the block */
-    return ptr != NULL && nsize <= osize ? ptr : NULL;
-  if (ptr != NULL) {
-    memcpy(np, ptr, osize < nsize ? osize : nsize);
-    if (ours(a, ptr)) smallfree(a, ptr, osize);
-    else free(ptr);
-  }
-  return np;
-}
-
-static void use_arena(lua_State *L) {
-  const char *e = getenv("CORUN_ALLOC");
-  arena *a = &the_arena;
-  void *base;
-  const char *pre = getenv("LD_PRELOAD");
-#if defined(__SANITIZE_ADDRESS__)
-  return;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  return;
-#endif
-#endif
-  if (e != NULL && strcmp(e, "libc") == 0) return;
-  if (pre != NULL && strstr(pre, "vgpreload_memcheck") != NULL)
-    return;  /* valgrind's memcheck: let it see every block */
-  base = mmap(NULL, RESERVE, PROT_NONE,
-              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) return;
-  a->base = a->top = a->limit = (char *)base;
-  a->end = a->base + RESERVE;
-  lua_setallocf(L, arena_alloc, a);
-}
-
-static void drop_arena(void) {
-  if (the_arena.base != NULL) munmap(the_arena.base, RESERVE);
-  the_arena.base = the_arena.end = NULL;
-}
-
-/* }================================================================= */
-
 int luaopen_corun_core(lua_State *L);
 void cr_thread_tostring(lua_State *L);
 int cr_thread_unretrieved(void);
@@ -296,18 +170,15 @@ int main(int argc, char **argv) {
     fputs("corun: cannot create Lua state: not enough memory\n", stderr);
     return 1;
   }
-  use_arena(L);
   luaL_openlibs(L);
   setpath(L);
   setargs(L, argv, argc, first - 1);
   if ((status = loadmain(L, script, code)) != 0) {
     lua_close(L);
-    drop_arena();
     return status;
   }
   status = runmain(L, pushargs(L, argv, argc, first));
   lua_close(L);  /* releases the futures still referenced */
-  drop_arena();
   if (status == 0 && cr_thread_unretrieved() > 0) status = 1;
   return status;
 }
