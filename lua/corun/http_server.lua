@@ -209,7 +209,15 @@ return function(M, core, headers_of)
     }, keep
   end
 
-  local function log_error(err)
+  -- A handler's failure: to opts.on_error(err, req) when given, else a
+  -- line on stderr (also when on_error itself raises).
+  local function log_error(srv, err, req)
+    local on_error = srv.opts.on_error
+    if on_error ~= nil then
+      local ok, e2 = pcall(on_error, err, req)
+      if ok then return end
+      io.stderr:write("corun.http: on_error failed: ", tostring(e2), "\n")
+    end
     io.stderr:write("corun.http: handler failed: ", tostring(err), "\n")
   end
 
@@ -280,7 +288,7 @@ return function(M, core, headers_of)
     local r = table.pack(pcall(srv.handler, req, res))
     c.busy = false
     if not r[1] then
-      log_error(r[2])
+      log_error(srv, r[2], req)
       if not res.started then s:write(plain(500, "internal server error", false)) end
       return false
     end
@@ -296,7 +304,8 @@ return function(M, core, headers_of)
       local code, body, hdrs = r[2], r[3], r[4]
       if code == nil then code = res.code end
       if math.type(code) ~= "integer" then
-        log_error("handler returned a status that is not an integer: " .. tostring(code))
+        log_error(srv, "handler returned a status that is not an integer: "
+                  .. tostring(code), req)
         s:write(plain(500, "internal server error", false))
         return false
       end
@@ -312,7 +321,7 @@ return function(M, core, headers_of)
       end
       local ok, text = pcall(response, code, body, hdrs, keep, res.head_only)
       if not ok then
-        log_error(text)
+        log_error(srv, text, req)
         s:write(plain(500, "internal server error", false))
         return false
       end
@@ -385,6 +394,11 @@ return function(M, core, headers_of)
       argerror("serve", 3, "function expected")
     end
     if opts ~= nil and type(opts) ~= "table" then argerror("serve", 4, "table expected") end
+    local on_error = opts and opts.on_error
+    if on_error ~= nil and type(on_error) ~= "function"
+       and not (getmetatable(on_error) or {}).__call then
+      argerror("serve", 4, "on_error must be a function")
+    end
     local o = {}
     for k, v in pairs(DEFAULTS) do o[k] = v end
     for k, v in pairs(opts or {}) do o[k] = v end
