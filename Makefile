@@ -3,7 +3,8 @@
 #   make test    install what is missing, build (plain and ASan+UBSan), run
 #                every test; ends with "N passed, M failed"
 #   make bench   the benchmark table (bench/README.md); installs Debian's
-#                nodejs first if there is no node (a column of the table)
+#                nodejs and wrk first if there is no node (a column of the
+#                table) or wrk (the http row)
 #   make install install corun (module, Lua files, runner) into PREFIX
 #                (default /usr/local): make install PREFIX=$$HOME/.local
 #   make build   build only (installs nothing; `make deps` installs the
@@ -57,14 +58,17 @@ test: deps
 	@$(MAKE) --no-print-directory build build-asan build-noredis
 	@bash test/run.sh
 
-# What only the bench needs (not make test): node for the node column.
+# What only the bench needs (not make test): node for the node column,
+# wrk for the http row.
 bench-deps:
-	@command -v node >/dev/null 2>&1 || { \
-	  echo "installing: nodejs"; \
+	@missing=$$(command -v node >/dev/null 2>&1 || echo nodejs; \
+	  command -v wrk >/dev/null 2>&1 || echo wrk); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs >/dev/null; \
-	}
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 bench: deps bench-deps
 	@$(MAKE) --no-print-directory build

@@ -61,7 +61,10 @@ class Workload:
     details: (label, RESULT field, format) of corun's best run, printed
     under the table (for corun-only rows such as channel and pool).
     physical: the field of bench/physical.c's RESULT line that is the
-    physical limit of this workload (None: no such column)."""
+    physical limit of this workload (None: no such column).
+    driver: a server row sharing another row's scripts (the http rows):
+    that row's name; its NAME_driver.py gets this row's name as a second
+    argument."""
     name: str
     metric: str
     unit: str
@@ -71,6 +74,7 @@ class Workload:
     baseline: str = "limit"
     details: list = field(default_factory=list)
     physical: str = None
+    driver: str = None
 
     @property
     def impls(self):
@@ -152,6 +156,20 @@ WORKLOADS = [
     # (no asyncio script: n/a).
     Workload("udp", "rate", "round trips/s", baseline="node",
              checks=[ratio_at_least("node", 1.0)]),
+    # HTTP (bench/workloads/http_driver.py, no asyncio scripts: n/a): the
+    # server under wrk, the KB an idle keep-alive connection costs it, and
+    # the client (64 tasks, 10,000 GETs) against Node's fetch.
+    Workload("http", "rate", "requests/s", baseline="node",
+             checks=[ratio_at_least("node", 1.0),
+                     Check("corun >= 1.5x node (moonshot)",
+                           lambda row: row.ratio("node"), 1.5, True,
+                           "{:.2f}x")]),
+    Workload("http_idle", "kb_conn", "KB per idle connection", higher=False,
+             baseline="node", driver="http",
+             checks=[corun_at_most("KB per idle keep-alive connection",
+                                   "kb_conn", 16, "KB")]),
+    Workload("http_client", "rate", "requests/s", baseline="node",
+             driver="http", checks=[ratio_at_least("node", 1.0)]),
     # Threads: corun only (no limit or asyncio scripts, so those show n/a).
     Workload("channel", "rate", "messages/s",
              checks=[corun_at_least("channel rate", "rate", 4e6,
@@ -210,18 +228,18 @@ SERVER_SCRIPTS = {"corun": "{}_corun.lua", "node": "{}_node.js",
                   "asyncio": "{}_asyncio.py"}
 
 
-def command(impl, name, baseline="limit"):
+def command(impl, name, baseline="limit", shared=None):
     """argv and extra environment for one implementation, or None if the
     script (or the corun runner) is missing."""
     if baseline == "node":  # a server workload: its driver runs the server
-        driver = SCRIPTS / f"{name}_driver.py"
-        server = SCRIPTS / SERVER_SCRIPTS[impl].format(name)
+        driver = SCRIPTS / f"{shared or name}_driver.py"
+        server = SCRIPTS / SERVER_SCRIPTS[impl].format(shared or name)
         if not driver.is_file() or not server.is_file():
             return None
         if impl == "corun" and find_runner() is None:
             return None
         python = os.environ.get("PYTHON") or "python3"
-        return [python, str(driver), impl], {}
+        return [python, str(driver), impl] + ([name] if shared else []), {}
     if impl == "corun":
         script = SCRIPTS / f"{name}_corun.lua"
         runner = find_runner()
@@ -397,7 +415,8 @@ def measure_row(workload, impls, runs, scale, timeout, log):
         elif impl == "physical" and workload.physical is None:
             cells[impl] = Cell(note="—")
         else:
-            cmds[impl] = command(impl, workload.name, workload.baseline)
+            cmds[impl] = command(impl, workload.name, workload.baseline,
+                                 workload.driver)
             if cmds[impl] is None:
                 cells[impl] = Cell(note="n/a")
         good[impl] = [None] * runs

@@ -547,6 +547,9 @@ void cr_udp_open_lib(lua_State *L);
 uv_stream_t *cr_stream_handle(lua_State *L, int idx);
 size_t cr_stream_buffered(lua_State *L, int idx);
 void cr_stream_take(lua_State *L, int idx, size_t max);
+/* stream.c, for http_server.c */
+const char *cr_stream_peek(lua_State *L, int idx, size_t *len);
+void cr_stream_skip(lua_State *L, int idx, size_t n);
 
 /* sockopt.c */
 void cr_sockopt_open_lib(lua_State *L);

@@ -32,6 +32,7 @@
 #define HIGH_WATER (64 * 1024)
 #define LOW_WATER  (16 * 1024)
 #define READ_CHUNK (64 * 1024)
+#define TRY_BUFS 8            /* a write of more strings is queued whole */
 #define CR_STREAM_MAGIC 0x7a5c0020u
 
 typedef struct cr_stream {
@@ -371,13 +372,16 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* stream:write(...): strings or numbers, sent in order. */
+/* stream:write(...): strings or numbers, sent in order. With nothing
+** queued, the data is first written at once from the strings themselves
+** (uv_try_write: no copy, no request, and libuv does not re-arm the
+** descriptor); what the kernel does not take then is copied and queued. */
 static int stream_write(lua_State *L) {
   cr_stream *s = checkstream(L);
   int i, n = lua_gettop(L), r;
-  size_t total = 0, len;
+  size_t total = 0, len, done = 0, skip;
   wreq *w;
-  uv_buf_t b;
+  uv_buf_t b, direct[TRY_BUFS];
   for (i = 2; i <= n; i++) {
     luaL_checklstring(L, i, &len);
     total += len;
@@ -392,12 +396,30 @@ static int stream_write(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
+  if (n - 1 <= TRY_BUFS && s->queued == 0 && s->h->write_queue_size == 0) {
+    for (i = 2; i <= n; i++) {
+      const char *p = lua_tolstring(L, i, &len);
+      direct[i - 2] = uv_buf_init((char *)p, (unsigned)len);
+    }
+    r = uv_try_write(s->h, direct, (unsigned)(n - 1));
+    if (r > 0) done = (size_t)r;  /* an error: uv_write below reports it */
+    if (done == total) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  }
+  total -= done;
   w = (wreq *)malloc(sizeof *w + total);
   if (w == NULL) return luaL_error(L, "write: not enough memory");
-  for (i = 2, total = 0; i <= n; i++) {
+  for (i = 2, total = 0, skip = done; i <= n; i++) {
     const char *p = lua_tolstring(L, i, &len);
-    memcpy(w->data + total, p, len);
-    total += len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    memcpy(w->data + total, p + skip, len - skip);
+    total += len - skip;
+    skip = 0;
   }
   b = uv_buf_init(w->data, (unsigned)total);
   w->len = total;
@@ -516,6 +538,20 @@ void cr_stream_take(lua_State *L, int idx, size_t max) {
     return;
   }
   consume(L, s, avail < max ? avail : max, 0);
+}
+
+/* For http_server.c's parser, which reads a stream's buffer in place: the
+** buffered bytes of the stream at 'idx' (NULL and 0 when it is not a
+** stream or nothing is buffered), and consuming 'n' of them. */
+const char *cr_stream_peek(lua_State *L, int idx, size_t *len) {
+  cr_stream *s = tostream(L, idx);
+  *len = s != NULL ? s->len - s->pos : 0;
+  return *len > 0 ? s->buf + s->pos : NULL;
+}
+
+void cr_stream_skip(lua_State *L, int idx, size_t n) {
+  cr_stream *s = tostream(L, idx);
+  if (s != NULL) s->pos += n <= s->len - s->pos ? n : s->len - s->pos;
 }
 
 /* }================================================================= */

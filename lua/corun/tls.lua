@@ -211,6 +211,17 @@ function Stream:read(fmt, timeout)
   end
 end
 
+-- s:_take([max]) -> up to max (default all) bytes of the plaintext
+-- received and not yet read, at once (as a corun stream's _take).
+function Stream:_take(max)
+  local buf = self.buf
+  if max == nil or max >= #buf then
+    self.buf = ""
+    return buf
+  end
+  return take(self, max)
+end
+
 -- s:write(...): strings or numbers, encrypted and written in order.
 function Stream:write(...)
   if self.closed then return nil, "closed" end
