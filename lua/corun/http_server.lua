@@ -173,7 +173,7 @@ return function(M, core, headers_of)
     local method, target, path, query, version, headers, fields, keep = p:request()
     local req = setmetatable({ method = method, target = target, path = path,
       query = query, version = version, headers = headers, _fields = fields,
-      keep_alive = keep, body = false }, Req)
+      keep_alive = keep, body = false, peer = c.peer }, Req)
     keep = keep and not srv.closing
     local expect = rawget(headers, "expect")
     if expect and phase < 2 then
@@ -271,7 +271,9 @@ return function(M, core, headers_of)
       if not s then return end
     end
     local o = srv.opts
-    local c = { stream = s, idle = true, tls = srv.tls ~= nil }
+    local host, port = raw:peername()
+    local c = { stream = s, idle = true, tls = srv.tls ~= nil,
+                peer = host and { host = host, port = port } or nil }
     srv.conns[c] = true
     local p = core.http_parser(o.max_header_size, o.max_body_size,
                                getmetatable(headers_of({})), Req)
