@@ -172,6 +172,8 @@ struct cr_loop {
   unsigned char closed;
   unsigned char sigint_on;
   unsigned char script;       /* the runner's run: corun.run joins instead */
+  unsigned char draining;     /* teardown: cr_loop_run(NULL) ends with the
+                              ** last task, whatever handles stay open */
   /* corun.stats() counters, and the step being watched (inspect.c) */
   unsigned long long nspawned, nfailed, nswitches;
   double longest_step;        /* seconds; measured while CORUN_SLOW is on */

@@ -290,7 +290,9 @@ static void poll(cr_loop *lp) {
 }
 
 /* Run until 'until' has finished (or, when NULL, until nothing can happen
-** any more). Returns 1 when stopped by corun.stop() or SIGINT, else 0. */
+** any more; while draining, until no task is left: a server still open
+** must not keep a teardown waiting). Returns 1 when stopped by
+** corun.stop() or SIGINT, else 0. */
 int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
   cr_list batch, *n;
   unsigned batches = 0;
@@ -301,6 +303,7 @@ int cr_loop_run(lua_State *L, cr_loop *lp, int loopidx, cr_task *until) {
     if (lp->stop_flag) return 1;
     if (until != NULL && until->status != CR_PENDING) return 0;
     if (cr_list_empty(&lp->ready)) {
+      if (until == NULL && lp->draining && lp->ntasks == 0) return 0;
       if (!idle(lp, until == NULL)) return 0;
       continue;
     }

@@ -751,7 +751,9 @@ void cr_task_finish_all(lua_State *L, cr_loop *lp) {
     lua_pop(L, 1);
   }
   cr_handle_drop_all(L, lp);
+  lp->draining = 1;
   cr_loop_run(L, lp, 0, NULL);
+  lp->draining = 0;
   lua_pop(L, 1);
   if (lp->ntasks == 0) return;
   n = pushlive(L, lp);
