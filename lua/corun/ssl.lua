@@ -355,13 +355,25 @@ function methods:getsniname()
   return self.sniname
 end
 
+local handshake
+
 -- dohandshake() -> true | false, why ("wantread" when the socket's
 -- timeout ran out: call again to go on; "closed"; OpenSSL's reason).
+-- A task cancelled in the handshake closes the connection.
 function methods:dohandshake()
   if self.ready then return true end
-  local io = self.stream
-  if self.kind ~= "client" or not io then return false, "closed" end
+  if self.kind ~= "client" or not self.stream then return false, "closed" end
   needtask("dohandshake")
+  local r = table.pack(pcall(handshake, self))
+  if not r[1] then
+    self:close()
+    error(r[2], 0)
+  end
+  return table.unpack(r, 2, r.n)
+end
+
+function handshake(self)
+  local io = self.stream
   local t = io.tls
   if not t then
     local err
