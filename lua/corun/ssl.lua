@@ -120,6 +120,10 @@ end
 local Context = { __name = "SSL:Context" }
 Context.__index = Context
 
+function Context.__tostring(self)
+  return ("SSL context: %p"):format(self)
+end
+
 -- Contexts made for the same params are shared (loading CAs is costly).
 local contexts = setmetatable({}, { __mode = "v" })
 
@@ -181,7 +185,8 @@ function M.newcontext(cfg)
     if #a == 0 then return nil, "invalid ALPN name (empty string)" end
     if #a > 255 then return nil, "invalid ALPN name (length > 255)" end
   end
-  local cert, key = cfg.certificate, cfg.key
+  local cert, key = cfg.certificate or nil, cfg.key or nil
+  local cafile, capath = cfg.cafile or nil, cfg.capath or nil
   if cfg.certificates and cert == nil and key == nil then
     local first = cfg.certificates[1] or {}
     cert, key = first.certificate, first.key
@@ -197,22 +202,22 @@ function M.newcontext(cfg)
     ok, why = readable(cert)
     if not ok then return nil, ("error loading certificate (%s)"):format(why) end
   end
-  if cfg.cafile then
-    ok, why = readable(cfg.cafile)
+  if cafile then
+    ok, why = readable(cafile)
     if not ok then return nil, ("error loading CA locations (%s)"):format(why) end
   end
   if mode == "server" and not (cert and key) then
     return nil, "a server needs a certificate and a key"
   end
   local k = ctxkey({ mode = mode, protocol = proto, key = key,
-                     certificate = cert, cafile = cfg.cafile,
-                     capath = cfg.capath, ciphers = cfg.ciphers,
+                     certificate = cert, cafile = cafile,
+                     capath = capath, ciphers = cfg.ciphers,
                      ciphersuites = cfg.ciphersuites, depth = cfg.depth },
                    verify, opts, alpn)
   local c = contexts[k]
   if c then return c end
   local ctx, err = core.tls_context {
-    server = mode == "server", cafile = cfg.cafile, capath = cfg.capath,
+    server = mode == "server", cafile = cafile, capath = capath,
     cert = cert, key = key, verify = peer,
     alpn = #alpn > 0 and alpn or nil,
     ciphers = cfg.ciphers, ciphersuites = cfg.ciphersuites,
