@@ -309,4 +309,60 @@ describe("corun.ssl and LuaSec's ssl.https", function()
     conn:close()
     silent:close({ cancel = true })
   end))
+
+  it("server mode: LuaSec-style code on both ends, client certificates",
+     async(function()
+    load_https()
+    local socket, ssl = corun.socket, corun.ssl
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    local sparams = { mode = "server", protocol = "any",
+                      certificate = DIR .. "/srv.pem", key = DIR .. "/srv.key",
+                      verify = { "peer", "fail_if_no_peer_cert" },
+                      cafile = CA }
+    local seen = {}
+    local acceptor = corun.spawn(function()
+      while true do
+        local c = server:accept()
+        if not c then return end
+        corun.spawn(function()
+          local conn = assert(ssl.wrap(c, sparams))
+          local ok, err = conn:dohandshake()
+          seen[#seen + 1] = ok and "ok" or err
+          if ok then
+            local peer = conn:getpeercertificate()
+            local line = conn:receive("*l")
+            conn:send(("%s from %s\n"):format(line, peer:subject()[1].value))
+          end
+          conn:close()
+        end)
+      end
+    end)
+    -- with a client certificate
+    local s = socket.tcp()
+    assert(s:connect("127.0.0.1", port))
+    local conn = assert(ssl.wrap(s, { mode = "client", verify = "peer",
+      cafile = CA, certificate = DIR .. "/client.pem", key = DIR .. "/client.key" }))
+    conn:sni("localhost")
+    assert.same({ true }, { conn:dohandshake() })
+    conn:send("hi\n")
+    assert.same({ "hi from corun client" }, { conn:receive() })
+    conn:close()
+    -- without one: the server refuses
+    s = socket.tcp()
+    assert(s:connect("127.0.0.1", port))
+    conn = assert(ssl.wrap(s, { mode = "client", verify = "peer", cafile = CA }))
+    conn:sni("localhost")
+    local ok = conn:dohandshake()
+    if ok then   -- TLS 1.3: the client hears of it at its first read
+      conn:send("hi\n")
+      assert.is_nil((conn:receive()))
+    end
+    conn:close()
+    corun.sleep(0.05)
+    assert.equal("ok", seen[1])
+    assert.equal("peer did not return a certificate", seen[2])
+    server:close()
+    acceptor:cancel()
+  end))
 end)
