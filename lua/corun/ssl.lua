@@ -374,6 +374,12 @@ function methods:dohandshake()
     self:close()
     error(r[2], 0)
   end
+  if r[2] == false and r[3] ~= "wantread" then
+    -- a failed handshake leaves nothing usable: close the socket now
+    -- (ssl.https does not close it), keep what getpeerverification reads
+    self.stream:close()
+    self.kind = "closed"
+  end
   return table.unpack(r, 2, r.n)
 end
 
