@@ -170,6 +170,18 @@ WORKLOADS = [
                                    "kb_conn", 16, "KB")]),
     Workload("http_client", "rate", "requests/s", baseline="node",
              driver="http", checks=[ratio_at_least("node", 1.0)]),
+    # LuaSocket's socket.http on corun.socket against corun.http, same
+    # fetches from a local corun.http server (corun only: n/a elsewhere).
+    Workload("sockethttp", "rate", "requests/s",
+             details=[("socket.http on corun.socket", "rate",
+                       "{:,.0f} requests/s"),
+                      ("corun.http.get, keep-alive", "http_rate",
+                       "{:,.0f} requests/s"),
+                      ("socket.http / corun.http", "ratio", "{:.2f}x"),
+                      ("corun.http.get, Connection: close", "close_rate",
+                       "{:,.0f} requests/s"),
+                      ("socket.http / corun.http (both closing)",
+                       "close_ratio", "{:.2f}x")]),
     # Threads: corun only (no limit or asyncio scripts, so those show n/a).
     Workload("channel", "rate", "messages/s",
              checks=[corun_at_least("channel rate", "rate", 4e6,

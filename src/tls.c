@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <openssl/pem.h>
 
 #include "corun.h"
 
@@ -148,9 +149,9 @@ static int alpn_select(SSL *ssl, const unsigned char **out,
 
 /* Load CAs, certificate and key; 0, or the error pushed (3 values). */
 static int loadfiles(lua_State *L, cr_tlsctx *c, const char *cafile,
-                     const char *cert, const char *key) {
-  if (cafile != NULL) {
-    if (SSL_CTX_load_verify_locations(c->ctx, cafile, NULL) != 1)
+                     const char *capath, const char *cert, const char *key) {
+  if (cafile != NULL || capath != NULL) {
+    if (SSL_CTX_load_verify_locations(c->ctx, cafile, capath) != 1)
       return ssl_error(L, NULL, "cannot load cafile");
   }
   else if (!c->server && SSL_CTX_set_default_verify_paths(c->ctx) != 1)
@@ -166,14 +167,46 @@ static int loadfiles(lua_State *L, cr_tlsctx *c, const char *cafile,
   return 0;
 }
 
-/* core.tls_context{server =, cafile =, cert =, key =, alpn =, verify =}
-** -> context | nil, err, "ETLS" */
+/* The TLS version named by the option 'k' ("tlsv1_2" or "tlsv1_3"), or
+** 'dflt' when it is not given. */
+static int optversion(lua_State *L, const char *k, int dflt) {
+  const char *v = optstr(L, k);
+  if (v == NULL) return dflt;
+  if (strcmp(v, "tlsv1_2") == 0) return TLS1_2_VERSION;
+  if (strcmp(v, "tlsv1_3") == 0) return TLS1_3_VERSION;
+  return luaL_error(L, "bad option '%s' to 'tls' (\"tlsv1_2\" or \"tlsv1_3\")", k);
+}
+
+/* Ciphers, cipher suites, versions and verification depth, when given;
+** 0, or the error pushed (3 values). */
+static int setlimits(lua_State *L, cr_tlsctx *c) {
+  const char *ciphers = optstr(L, "ciphers");
+  const char *suites = optstr(L, "ciphersuites");
+  int minv = optversion(L, "min_protocol", TLS1_2_VERSION);
+  int maxv = optversion(L, "max_protocol", 0);
+  SSL_CTX_set_min_proto_version(c->ctx, minv);
+  if (maxv != 0) SSL_CTX_set_max_proto_version(c->ctx, maxv);
+  if (ciphers != NULL && SSL_CTX_set_cipher_list(c->ctx, ciphers) != 1)
+    return ssl_error(L, NULL, "no usable cipher in 'ciphers'");
+  if (suites != NULL && SSL_CTX_set_ciphersuites(c->ctx, suites) != 1)
+    return ssl_error(L, NULL, "no usable cipher suite in 'ciphersuites'");
+  lua_getfield(L, 1, "depth");
+  if (lua_isinteger(L, -1))
+    SSL_CTX_set_verify_depth(c->ctx, (int)lua_tointeger(L, -1));
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* core.tls_context{server =, cafile =, capath =, cert =, key =, alpn =,
+** verify =, ciphers =, ciphersuites =, min_protocol =, max_protocol =,
+** depth =} -> context | nil, err, "ETLS" */
 static int tls_context(lua_State *L) {
   cr_tlsctx *c;
-  const char *cafile, *cert, *key;
+  const char *cafile, *capath, *cert, *key;
   int verify;
   luaL_checktype(L, 1, LUA_TTABLE);
   cafile = optstr(L, "cafile");
+  capath = optstr(L, "capath");
   cert = optstr(L, "cert");
   key = optstr(L, "key");
   lua_getfield(L, 1, "server");
@@ -191,10 +224,10 @@ static int tls_context(lua_State *L) {
   ERR_clear_error();
   c->ctx = SSL_CTX_new(c->server ? TLS_server_method() : TLS_client_method());
   if (c->ctx == NULL) return ssl_error(L, NULL, "cannot create a context");
-  SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
   SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  if (loadfiles(L, c, cafile, cert, key) != 0) return 3;
+  if (setlimits(L, c) != 0) return 3;
+  if (loadfiles(L, c, cafile, capath, cert, key) != 0) return 3;
   if (verify)
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER |
                        (c->server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
@@ -378,21 +411,128 @@ static int conn_shutdown(lua_State *L) {
   return 0;
 }
 
-/* conn:info() -> {protocol =, cipher =, alpn =} */
+/* conn:info() -> {protocol =, cipher =, bits =, alpn =} */
 static int conn_info(lua_State *L) {
   cr_tlsconn *t = checkconn(L);
   const unsigned char *a = NULL;
   unsigned alen = 0;
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushstring(L, SSL_get_version(t->ssl));
   lua_setfield(L, -2, "protocol");
   lua_pushstring(L, SSL_get_cipher_name(t->ssl));
   lua_setfield(L, -2, "cipher");
+  lua_pushinteger(L, SSL_get_cipher_bits(t->ssl, NULL));
+  lua_setfield(L, -2, "bits");
   SSL_get0_alpn_selected(t->ssl, &a, &alen);
   if (alen > 0) {
     lua_pushlstring(L, (const char *)a, alen);
     lua_setfield(L, -2, "alpn");
   }
+  return 1;
+}
+
+/* conn:verify_result() -> nil (the peer's certificate verified, or no
+** verification asked) | OpenSSL's text for why it did not */
+static int conn_verify_result(lua_State *L) {
+  cr_tlsconn *t = checkconn(L);
+  long vr = SSL_get_verify_result(t->ssl);
+  if (vr == X509_V_OK) return 0;
+  lua_pushstring(L, X509_verify_cert_error_string(vr));
+  return 1;
+}
+
+/* Push a name as a list of {oid =, name =, value =}. */
+static void pushname(lua_State *L, X509_NAME *name) {
+  int i, n = X509_NAME_entry_count(name);
+  char oid[80];
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    X509_NAME_ENTRY *e = X509_NAME_get_entry(name, i);
+    ASN1_OBJECT *o = X509_NAME_ENTRY_get_object(e);
+    ASN1_STRING *v = X509_NAME_ENTRY_get_data(e);
+    int nid = OBJ_obj2nid(o);
+    lua_createtable(L, 0, 3);
+    OBJ_obj2txt(oid, sizeof oid, o, 1);
+    lua_pushstring(L, oid);
+    lua_setfield(L, -2, "oid");
+    lua_pushstring(L, nid != NID_undef ? OBJ_nid2ln(nid) : oid);
+    lua_setfield(L, -2, "name");
+    lua_pushlstring(L, (const char *)ASN1_STRING_get0_data(v),
+                    (size_t)ASN1_STRING_length(v));
+    lua_setfield(L, -2, "value");
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+/* Push the text of a time (ASN1_TIME_print's "Mon DD HH:MM:SS YYYY GMT"). */
+static void pushtime(lua_State *L, const ASN1_TIME *tm) {
+  BIO *b = BIO_new(BIO_s_mem());
+  char *p;
+  long n;
+  if (b == NULL) luaL_error(L, "tls: not enough memory");
+  ASN1_TIME_print(b, tm);
+  n = BIO_get_mem_data(b, &p);
+  lua_pushlstring(L, p, n > 0 ? (size_t)n : 0);
+  BIO_free(b);
+}
+
+/* conn:peercert() -> {pem =, subject =, issuer =, serial =, notbefore =,
+** notafter =, sha1 =, sha256 =} | nil (no certificate) */
+static int conn_peercert(lua_State *L) {
+  cr_tlsconn *t = checkconn(L);
+  X509 *x = SSL_get1_peer_certificate(t->ssl);
+  BIO *b;
+  char *p, *hex;
+  long n;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned mdlen, i;
+  static const char digits[] = "0123456789abcdef";
+  char buf[2 * EVP_MAX_MD_SIZE + 1];
+  BIGNUM *bn;
+  if (x == NULL) return 0;
+  lua_createtable(L, 0, 8);
+  b = BIO_new(BIO_s_mem());
+  if (b == NULL || PEM_write_bio_X509(b, x) != 1) {
+    BIO_free(b);
+    X509_free(x);
+    return tlserror(L, "cannot encode the certificate", NULL);
+  }
+  n = BIO_get_mem_data(b, &p);
+  lua_pushlstring(L, p, n > 0 ? (size_t)n : 0);
+  lua_setfield(L, -2, "pem");
+  BIO_free(b);
+  pushname(L, X509_get_subject_name(x));
+  lua_setfield(L, -2, "subject");
+  pushname(L, X509_get_issuer_name(x));
+  lua_setfield(L, -2, "issuer");
+  pushtime(L, X509_get0_notBefore(x));
+  lua_setfield(L, -2, "notbefore");
+  pushtime(L, X509_get0_notAfter(x));
+  lua_setfield(L, -2, "notafter");
+  bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+  if (bn != NULL && (hex = BN_bn2hex(bn)) != NULL) {
+    lua_pushstring(L, hex);
+    lua_setfield(L, -2, "serial");
+    OPENSSL_free(hex);
+  }
+  BN_free(bn);
+  if (X509_digest(x, EVP_sha1(), md, &mdlen) == 1) {
+    for (i = 0; i < mdlen; i++) {
+      buf[2 * i] = digits[md[i] >> 4];
+      buf[2 * i + 1] = digits[md[i] & 15];
+    }
+    lua_pushlstring(L, buf, 2 * mdlen);
+    lua_setfield(L, -2, "sha1");
+  }
+  if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1) {
+    for (i = 0; i < mdlen; i++) {
+      buf[2 * i] = digits[md[i] >> 4];
+      buf[2 * i + 1] = digits[md[i] & 15];
+    }
+    lua_pushlstring(L, buf, 2 * mdlen);
+    lua_setfield(L, -2, "sha256");
+  }
+  X509_free(x);
   return 1;
 }
 
@@ -408,7 +548,8 @@ void cr_tls_open_lib(lua_State *L) {
   static const luaL_Reg connmethods[] = {
     {"handshake", conn_handshake}, {"feed", conn_feed}, {"take", conn_take},
     {"read", conn_read}, {"write", conn_write}, {"shutdown", conn_shutdown},
-    {"info", conn_info}, {NULL, NULL}
+    {"info", conn_info}, {"verify_result", conn_verify_result},
+    {"peercert", conn_peercert}, {NULL, NULL}
   };
   int loopidx = lua_gettop(L) - 1;  /* [loop, module] */
   cr_setfuncs(L, funcs, loopidx);

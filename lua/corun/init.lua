@@ -598,7 +598,7 @@ local stdio = { stdin = { 0, io.stdin }, stdout = { 1, io.stdout },
 -- and then only code that uses Redis hears about it.
 -- corun.tls and corun.http likewise need OpenSSL and libcurl.
 local lazy = { redis = "corun.redis", socket = "corun.socket",
-               tls = "corun.tls", http = "corun.http" }
+               tls = "corun.tls", http = "corun.http", ssl = "corun.ssl" }
 
 setmetatable(corun, { __index = function(t, k)
   local name = lazy[k]

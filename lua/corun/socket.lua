@@ -508,6 +508,9 @@ function tcp:getstream()
   return self.stream
 end
 
+-- For corun.ssl, whose connections are TCP clients over a TLS stream.
+M._tcp, M._newtcp, M._retry = tcp, newtcp, retry
+
 function M.tcp() return newtcp("master", "inet") end
 function M.tcp4() return newtcp("master", "inet") end
 function M.tcp6() return newtcp("master", "inet6") end
@@ -947,28 +950,35 @@ local saved
 
 -- LuaSocket's Lua modules that keep the socket module they loaded with.
 local submodules = { "socket.http", "socket.url", "socket.headers",
-                     "socket.ftp", "socket.smtp", "socket.tp", "socket.mbox" }
+                     "socket.ftp", "socket.smtp", "socket.tp", "socket.mbox",
+                     "ssl.https" }
 
 -- install(): require "socket" and require "socket.core" give this module
--- from now on. LuaSocket's own Lua modules (socket.http, ...) already
--- loaded with the real LuaSocket are dropped from package.loaded, so that
--- the next require loads them again, on this module.
+-- from now on, and require "ssl" gives corun.ssl (LuaSec's interface on
+-- corun.tls; when corun was built with TLS). LuaSocket's and LuaSec's own
+-- Lua modules (socket.http, ssl.https, ...) already loaded with the real
+-- ones are dropped from package.loaded, so that the next require loads
+-- them again, on these modules.
 function M.install()
+  local ssl = core.tls_context and require "corun.ssl"
   if package.loaded.socket ~= M then
     saved = saved or { socket = package.loaded.socket,
-                       core = package.loaded["socket.core"] }
+                       core = package.loaded["socket.core"],
+                       ssl = package.loaded.ssl }
     for _, name in ipairs(submodules) do package.loaded[name] = nil end
   end
   package.loaded.socket = M
   package.loaded["socket.core"] = M
+  if ssl then package.loaded.ssl = ssl end
   return M
 end
 
--- uninstall(): what require "socket" gave before install().
+-- uninstall(): what require "socket" (and "ssl") gave before install().
 function M.uninstall()
   if saved then
     package.loaded.socket = saved.socket
     package.loaded["socket.core"] = saved.core
+    package.loaded.ssl = saved.ssl
     saved = nil
   end
 end
