@@ -2,8 +2,10 @@
 --   local rh = require "redis_helper"
 --   describe("x", function()
 --     local env = rh.suite("x")       -- setup/teardown/after_each
---     it("...", async(function() local q = corun.redis.queue(env.url,
---       env.newname()) ... end))
+--     it("gets what was put", async(function()
+--       local q = corun.redis.queue(env.url, env.newname())
+--       q:put(1); assert.equal(1, q:get()); q:task_done()
+--     end))
 --   end)
 -- env.url, env.port: the server (CORUN_REDIS_URL, or a throwaway one);
 -- env.newname(): a stream name unique to this run; env.script(code): the

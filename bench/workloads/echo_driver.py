@@ -73,8 +73,9 @@ def client():
     return exe
 
 
-def read_port(proc, errfile, timeout=20):
-    """The port from the server's first line ("PORT n")."""
+def read_port(proc, errfile, timeout=20, who=None):
+    """The port from the server's first line ("PORT n"); 'who' names the
+    driver in the error (default NAME_driver)."""
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     line = proc.stdout.readline().decode() if ready else ""
     if not line.startswith("PORT "):
@@ -82,7 +83,7 @@ def read_port(proc, errfile, timeout=20):
         proc.wait()
         errfile.seek(0)
         err = errfile.read().decode(errors="replace").strip()
-        sys.exit(f"{NAME}_driver: server did not start: {line!r} {err}")
+        sys.exit(f"{who or NAME + '_driver'}: server did not start: {line!r} {err}")
     return int(line.split()[1])
 
 

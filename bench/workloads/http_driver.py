@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from bench_util import scaled
+from echo_driver import read_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -68,19 +69,6 @@ def script_argv(impl, name):
     if impl == "node":
         return [node(), str(HERE / f"{name}_node.js")]
     sys.exit(f"http_driver: unknown implementation {impl!r} (corun, node)")
-
-
-def read_port(proc, errfile, timeout=20):
-    """The port from the server's first line ("PORT n")."""
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    line = proc.stdout.readline().decode() if ready else ""
-    if not line.startswith("PORT "):
-        proc.kill()
-        proc.wait()
-        errfile.seek(0)
-        err = errfile.read().decode(errors="replace").strip()
-        sys.exit(f"http_driver: server did not start: {line!r} {err}")
-    return int(line.split()[1])
 
 
 def status_kb(pid, key):
@@ -141,7 +129,7 @@ def run_server(impl, name, body):
                               stdout=subprocess.PIPE, stderr=errfile,
                               cwd=ROOT)
     try:
-        port = read_port(server, errfile)
+        port = read_port(server, errfile, who="http_driver")
         result = body(server, port)
         if server.poll() is not None:
             sys.exit(f"http_driver: server exited ({server.returncode})")

@@ -212,14 +212,18 @@ function tcp:setoption(name, value)
   return 1.0
 end
 
-function tcp:getoption(name)
-  if type(name) ~= "string" or tcpopts[name] == nil then
+-- getoption for a socket whose options are named in 'known': the value
+-- last set (false when never set), as LuaSocket answers.
+local function getoption(known, self, name)
+  if type(name) ~= "string" or known[name] == nil then
     badoption("getoption", name)
   end
   local v = self.opts[name]
   if v == nil then v = false end
   return v
 end
+
+function tcp:getoption(name) return getoption(tcpopts, self, name) end
 
 tcp.settimeout = settimeout
 
@@ -660,14 +664,7 @@ function udp:setoption(name, value)
   return 1.0
 end
 
-function udp:getoption(name)
-  if type(name) ~= "string" or udpopts[name] == nil then
-    badoption("getoption", name)
-  end
-  local v = self.opts[name]
-  if v == nil then v = false end
-  return v
-end
+function udp:getoption(name) return getoption(udpopts, self, name) end
 
 function udp:getsockname()
   local u = sock(self)
