@@ -10,9 +10,13 @@
 **   batch    the same, but the spawn workload's shape: N coroutines are
 **            created and run to their first yield, then each is resumed to
 **            its end (N alive at once), then all are collected
+**   object   the spawn workload with corun's objects but no scheduler: N
+**            task userdata, each owning a coroutine, are created, then each
+**            runs to its first yield, then to its end. What a task costs
+**            stock Lua when it is a userdata owning a coroutine
 **
-** Prints "RESULT physical pair=... task=... batch=... n=N peak_kb=K"
-** (rates per second). BENCH_SCALE scales N (200,000) and the loop counts.
+** Prints "RESULT physical pair=... task=... batch=... object=... n=N
+** peak_kb=K" (rates per second). BENCH_SCALE scales N (200,000) and the loop counts.
 ** Build: cc -O2 physical.c -I/usr/include/lua5.4 -llua5.4 -lm
 */
 
@@ -20,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -159,16 +165,106 @@ static double batch(lua_State *L, long n) {
   return dt > 0 ? n / dt : 0;
 }
 
+/* The size of corun's task userdata (struct cr_task) on x86-64. */
+#define TASK_SIZE 112
+
+/* object: the spawn workload's shape with corun's objects and no scheduler:
+** n task userdata (two user values, the first owning a new coroutine that
+** holds the body and its argument) are created, listed and anchored; then
+** each coroutine runs to its first yield; then each runs to its end and is
+** unanchored; then all are collected. */
+static double object(lua_State *L, long n) {
+  int fidx, list, anchors;
+  long i, sum = 0;
+  double t0, dt;
+  pushbody(L);
+  fidx = lua_gettop(L);
+  lua_gc(L, LUA_GCCOLLECT);
+  t0 = now();
+  lua_createtable(L, (int)n, 0);
+  list = lua_gettop(L);
+  lua_newtable(L);  /* grown as it fills, as corun's anchor table is */
+  anchors = lua_gettop(L);
+  for (i = 1; i <= n; i++) {  /* spawn */
+    lua_State *co;
+    lua_newuserdatauv(L, TASK_SIZE, 2);
+    co = lua_newthread(L);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, fidx);
+    lua_pushinteger(L, i);
+    lua_xmove(L, co, 2);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, anchors, i);
+    lua_rawseti(L, list, i);
+  }
+  for (i = 1; i <= n; i++) {  /* the first turn: each to its yield */
+    lua_rawgeti(L, list, i);
+    lua_getiuservalue(L, -1, 1);
+    step(L, lua_tothread(L, -1), 1);
+    lua_pop(L, 2);
+  }
+  for (i = 1; i <= n; i++) {  /* the second: each to its end */
+    int nres;
+    lua_State *co;
+    lua_rawgeti(L, list, i);
+    lua_getiuservalue(L, -1, 1);
+    co = lua_tothread(L, -1);
+    check(co, lua_resume(co, L, 0, &nres));
+    sum += (long)lua_tointeger(co, -1);
+    lua_pop(co, nres);
+    lua_pushnil(L);
+    lua_rawseti(L, anchors, i);
+    lua_pop(L, 2);
+  }
+  lua_settop(L, fidx - 1);  /* all garbage now */
+  dt = now() - t0;
+  if (sum != n * (n + 1) / 2) {
+    fprintf(stderr, "physical: object: bad sum\n");
+    exit(1);
+  }
+  return dt > 0 ? n / dt : 0;
+}
+
+/* 'run' in a child process, so that each of batch and object starts on a heap that has
+** not yet grown (fresh pages cost the kernel time, a reused heap does not). */
+static long child_peak_kb = -1;  /* the largest child's peak */
+
+static double fresh(lua_State *L, long n, double (*run)(lua_State *, long)) {
+  double r[2] = {0, 0};  /* rate, the child's peak_kb */
+  int fd[2], status;
+  pid_t pid;
+  if (pipe(fd) != 0 || (pid = fork()) < 0) {
+    perror("physical");
+    exit(1);
+  }
+  if (pid == 0) {
+    r[0] = run(L, n);
+    r[1] = (double)peak_kb();
+    _exit(write(fd[1], r, sizeof r) == (ssize_t)sizeof r ? 0 : 1);
+  }
+  close(fd[1]);
+  if (read(fd[0], r, sizeof r) != (ssize_t)sizeof r ||
+      waitpid(pid, &status, 0) != pid || status != 0) {
+    fprintf(stderr, "physical: batch child failed\n");
+    exit(1);
+  }
+  close(fd[0]);
+  if ((long)r[1] > child_peak_kb) child_peak_kb = (long)r[1];
+  return r[0];
+}
+
 int main(void) {
   lua_State *L = luaL_newstate();
   long n = scaled(200000);
-  double rpair, rtask, rbatch;
+  double rpair, rtask, rbatch, robject;
   luaL_openlibs(L);
   rpair = pair(L, 10 * n);
   rtask = task(L, 5 * n);
-  rbatch = batch(L, n);
-  printf("RESULT physical pair=%.1f task=%.1f batch=%.1f n=%ld "
-         "peak_kb=%ld\n", rpair, rtask, rbatch, n, peak_kb());
+  rbatch = fresh(L, n, batch);
+  robject = fresh(L, n, object);
+  printf("RESULT physical pair=%.1f task=%.1f batch=%.1f object=%.1f n=%ld "
+         "peak_kb=%ld\n", rpair, rtask, rbatch, robject, n,
+         peak_kb() > child_peak_kb ? peak_kb() : child_peak_kb);
   lua_close(L);
   return 0;
 }

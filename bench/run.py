@@ -126,7 +126,12 @@ WORKLOADS = [
                      ratio_at_least("asyncio", 8.0)],
              details=[("physical limit, one coroutine at a time "
                        "(create, run, collect)", "physical_task",
-                       "{:,.0f} tasks/s")]),
+                       "{:,.0f} tasks/s"),
+                      ("physical limit with corun's objects (a task "
+                       "userdata owning each coroutine), no scheduler",
+                       "physical_object", "{:,.0f} tasks/s"),
+                      ("corun / physical with corun's objects", "object_ratio",
+                       "{:.2f}x")]),
     Workload("timers", "extra", "s beyond floor", higher=False,
              per_task=True,
              checks=[corun_at_most("peak RSS per sleeping task", "kb_task",
@@ -464,10 +469,15 @@ def measure_row(workload, impls, runs, scale, timeout, log):
         cells[impl] = cell
     if workload.physical and cells.get("physical") and \
             cells["physical"].fields and cells["corun"].fields is not None:
-        task = cells["physical"].fields.get("task")
-        if isinstance(task, float):
-            cells["corun"].fields = dict(cells["corun"].fields,
-                                         physical_task=task)
+        extra = {}
+        for key in ("task", "object"):
+            value = cells["physical"].fields.get(key)
+            if isinstance(value, float):
+                extra["physical_" + key] = value
+        rate = cells["corun"].fields.get(workload.metric)
+        if extra.get("physical_object") and isinstance(rate, float):
+            extra["object_ratio"] = rate / extra["physical_object"]
+        cells["corun"].fields = dict(cells["corun"].fields, **extra)
     return cells
 
 
