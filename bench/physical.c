@@ -105,64 +105,72 @@ static lua_State *start(lua_State *L, int fidx, long i) {
   return co;
 }
 
-/* task: create, run to the first yield, run to the end, drop: n times. */
-static double task(lua_State *L, long n) {
-  int fidx;
-  long i, sum = 0;
-  double t0, dt;
-  pushbody(L);
-  fidx = lua_gettop(L);
-  lua_gc(L, LUA_GCCOLLECT);
-  t0 = now();
-  for (i = 1; i <= n; i++) {
-    int nres;
-    lua_State *co = start(L, fidx, i);
-    check(co, lua_resume(co, L, 0, &nres));
-    sum += (long)lua_tointeger(co, -1);
-    lua_pop(co, nres);
-    lua_pop(L, 1);  /* the thread: garbage from here on */
-  }
+/* Resume 'co' (at its last yield) to its end; returns what it returned. */
+static long finish(lua_State *L, lua_State *co) {
+  int nres;
+  long v;
+  check(co, lua_resume(co, L, 0, &nres));
+  v = (long)lua_tointeger(co, -1);
+  lua_pop(co, nres);
+  return v;
+}
+
+/* End of a timed run that began at 't0': drop everything above the body
+** at 'fidx' and below, check the sum of the n results, return the rate. */
+static double rate(lua_State *L, int fidx, double t0, long n, long sum,
+                   const char *what) {
+  double dt;
+  lua_settop(L, fidx - 1);  /* every thread is garbage now */
   dt = now() - t0;
-  lua_settop(L, fidx - 1);
   if (sum != n * (n + 1) / 2) {
-    fprintf(stderr, "physical: task: bad sum\n");
+    fprintf(stderr, "physical: %s: bad sum\n", what);
     exit(1);
   }
   return dt > 0 ? n / dt : 0;
 }
 
-/* batch: n coroutines alive at once (the spawn workload's shape). */
-static double batch(lua_State *L, long n) {
-  int fidx, list;
+/* task: create, run to the first yield, run to the end, drop: n times. */
+static double task(lua_State *L, long n) {
+  int fidx;
   long i, sum = 0;
-  double t0, dt;
+  double t0;
   pushbody(L);
   fidx = lua_gettop(L);
   lua_gc(L, LUA_GCCOLLECT);
   t0 = now();
+  for (i = 1; i <= n; i++) {
+    sum += finish(L, start(L, fidx, i));
+    lua_pop(L, 1);  /* the thread: garbage from here on */
+  }
+  return rate(L, fidx, t0, n, sum, "task");
+}
+
+/* Start a timed run over n coroutines: push the body (its index is
+** returned) and a list for n values above it, after a full collection;
+** the clock starts at '*t0'. */
+static int begin(lua_State *L, long n, double *t0) {
+  pushbody(L);
+  lua_gc(L, LUA_GCCOLLECT);
+  *t0 = now();
   lua_createtable(L, (int)n, 0);
-  list = lua_gettop(L);
+  return lua_gettop(L) - 1;
+}
+
+/* batch: n coroutines alive at once (the spawn workload's shape). */
+static double batch(lua_State *L, long n) {
+  long i, sum = 0;
+  double t0;
+  int fidx = begin(L, n, &t0), list = fidx + 1;
   for (i = 1; i <= n; i++) {
     start(L, fidx, i);
     lua_rawseti(L, list, i);
   }
   for (i = 1; i <= n; i++) {
-    int nres;
-    lua_State *co;
     lua_rawgeti(L, list, i);
-    co = lua_tothread(L, -1);
-    check(co, lua_resume(co, L, 0, &nres));
-    sum += (long)lua_tointeger(co, -1);
-    lua_pop(co, nres);
+    sum += finish(L, lua_tothread(L, -1));
     lua_pop(L, 1);
   }
-  lua_settop(L, fidx - 1);  /* every thread is garbage now */
-  dt = now() - t0;
-  if (sum != n * (n + 1) / 2) {
-    fprintf(stderr, "physical: batch: bad sum\n");
-    exit(1);
-  }
-  return dt > 0 ? n / dt : 0;
+  return rate(L, fidx, t0, n, sum, "batch");
 }
 
 /* The size of corun's task userdata (struct cr_task) on x86-64. */
@@ -174,15 +182,9 @@ static double batch(lua_State *L, long n) {
 ** each coroutine runs to its first yield; then each runs to its end and is
 ** unanchored; then all are collected. */
 static double object(lua_State *L, long n) {
-  int fidx, list, anchors;
   long i, sum = 0;
-  double t0, dt;
-  pushbody(L);
-  fidx = lua_gettop(L);
-  lua_gc(L, LUA_GCCOLLECT);
-  t0 = now();
-  lua_createtable(L, (int)n, 0);
-  list = lua_gettop(L);
+  double t0;
+  int fidx = begin(L, n, &t0), list = fidx + 1, anchors = fidx + 2;
   lua_newtable(L);  /* grown as it fills, as corun's anchor table is */
   anchors = lua_gettop(L);
   for (i = 1; i <= n; i++) {  /* spawn */
@@ -204,25 +206,14 @@ static double object(lua_State *L, long n) {
     lua_pop(L, 2);
   }
   for (i = 1; i <= n; i++) {  /* the second: each to its end */
-    int nres;
-    lua_State *co;
     lua_rawgeti(L, list, i);
     lua_getiuservalue(L, -1, 1);
-    co = lua_tothread(L, -1);
-    check(co, lua_resume(co, L, 0, &nres));
-    sum += (long)lua_tointeger(co, -1);
-    lua_pop(co, nres);
+    sum += finish(L, lua_tothread(L, -1));
     lua_pushnil(L);
     lua_rawseti(L, anchors, i);
     lua_pop(L, 2);
   }
-  lua_settop(L, fidx - 1);  /* all garbage now */
-  dt = now() - t0;
-  if (sum != n * (n + 1) / 2) {
-    fprintf(stderr, "physical: object: bad sum\n");
-    exit(1);
-  }
-  return dt > 0 ? n / dt : 0;
+  return rate(L, fidx, t0, n, sum, "object");
 }
 
 /* 'run' in a child process, so that each of batch and object starts on a heap that has
