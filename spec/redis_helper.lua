@@ -1,12 +1,8 @@
 -- spec/redis_helper.lua: the set-up the Redis queue specs share.
---   local rh = require "redis_helper"
---   describe("x", function()
---     local env = rh.suite("x")       -- setup/teardown/after_each
---     it("gets what was put", async(function()
---       local q = corun.redis.queue(env.url, env.newname())
---       q:put(1); assert.equal(1, q:get()); q:task_done()
---     end))
---   end)
+-- Inside a describe block, `local env = require("redis_helper").suite(name)`
+-- adds the setup, teardown and after_each; each spec then makes its queue
+-- with `corun.redis.queue(env.url, env.newname())` (spec/redis_queue_spec.lua
+-- is written this way).
 -- env.url, env.port: the server (CORUN_REDIS_URL, or a throwaway one);
 -- env.newname(): a stream name unique to this run; env.script(code): the
 -- path of a temporary file holding code (removed at teardown).

@@ -37,14 +37,16 @@ CONNS, ROUNDS, LINE = 50, scaled(2000), 64   # connections, round trips, bytes
 NAME = "echo"                                # the workload: echo or udp
 
 
-def corun_runner():
+def corun_runner(who=None):
+    """The corun runner: $CORUN, else the build's; 'who' names the driver
+    in the error (default NAME_driver)."""
     if os.environ.get("CORUN"):
         runner = Path(os.environ["CORUN"])
         return runner if runner.is_absolute() else ROOT / runner
     for runner in (ROOT / "build" / "corun", ROOT / "build" / "bin" / "corun"):
         if runner.is_file():
             return runner
-    sys.exit(f"{NAME}_driver: no corun runner (set CORUN)")
+    sys.exit(f"{who or NAME + '_driver'}: no corun runner (set CORUN)")
 
 
 def server_argv(impl):
@@ -98,27 +100,20 @@ def peak_kb(pid):
     return -1
 
 
-def main(name="echo"):
-    global NAME
-    NAME = name
-    impl = sys.argv[1] if len(sys.argv) > 1 else "corun"
-    exe = client()
+def serve(argv, body, who):
+    """Start the server 'argv', call body(proc, port) once it has printed
+    its port, then stop it; returns body's result. 'who' names the driver
+    in errors."""
     errfile = tempfile.TemporaryFile()  # the server's stderr, never a full pipe
-    server = subprocess.Popen(server_argv(impl), stdin=subprocess.DEVNULL,
+    server = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=errfile,
                               cwd=ROOT)
     try:
-        port = read_port(server, errfile)
-        out = subprocess.run([str(exe), "127.0.0.1", str(port), str(CONNS),
-                              str(ROUNDS), str(LINE)],
-                             stdout=subprocess.PIPE, timeout=600)
-        result = out.stdout.decode().strip()
-        if out.returncode != 0 or not result.startswith("RESULT "):
-            sys.exit(f"{NAME}_driver: client failed (exit {out.returncode})")
+        port = read_port(server, errfile, who=who)
+        result = body(server, port)
         if server.poll() is not None:
-            sys.exit(f"{NAME}_driver: server exited ({server.returncode})")
-        print(f"{result} {'socks' if NAME == 'udp' else 'conns'}={CONNS} rounds={ROUNDS} server={impl} "
-              f"peak_kb={peak_kb(server.pid)}", flush=True)
+            sys.exit(f"{who}: server exited ({server.returncode})")
+        return result
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
@@ -128,6 +123,25 @@ def main(name="echo"):
                 server.kill()
                 server.wait()
         errfile.close()
+
+
+def main(name="echo"):
+    global NAME
+    NAME = name
+    impl = sys.argv[1] if len(sys.argv) > 1 else "corun"
+    exe = client()
+
+    def body(server, port):
+        out = subprocess.run([str(exe), "127.0.0.1", str(port), str(CONNS),
+                              str(ROUNDS), str(LINE)],
+                             stdout=subprocess.PIPE, timeout=600)
+        result = out.stdout.decode().strip()
+        if out.returncode != 0 or not result.startswith("RESULT "):
+            sys.exit(f"{NAME}_driver: client failed (exit {out.returncode})")
+        return (f"{result} {'socks' if NAME == 'udp' else 'conns'}={CONNS} "
+                f"rounds={ROUNDS} server={impl} peak_kb={peak_kb(server.pid)}")
+
+    print(serve(server_argv(impl), body, f"{NAME}_driver"), flush=True)
 
 
 if __name__ == "__main__":

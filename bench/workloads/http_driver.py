@@ -27,17 +27,14 @@ build/bin/corun), NODE (default node), WRK (default wrk), BENCH_SCALE.
 import os
 import re
 import resource
-import select
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from bench_util import scaled
-from echo_driver import read_port
+from echo_driver import corun_runner, serve
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -48,16 +45,6 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 BODY = b"hello world\n"
 
 
-def corun_runner():
-    if os.environ.get("CORUN"):
-        runner = Path(os.environ["CORUN"])
-        return runner if runner.is_absolute() else ROOT / runner
-    for runner in (ROOT / "build" / "corun", ROOT / "build" / "bin" / "corun"):
-        if runner.is_file():
-            return runner
-    sys.exit("http_driver: no corun runner (set CORUN)")
-
-
 def node():
     return os.environ.get("NODE") or "node"
 
@@ -65,7 +52,7 @@ def node():
 def script_argv(impl, name):
     """argv running bench/workloads/NAME_corun.lua or NAME_node.js."""
     if impl == "corun":
-        return [str(corun_runner()), str(HERE / f"{name}_corun.lua")]
+        return [str(corun_runner("http_driver")), str(HERE / f"{name}_corun.lua")]
     if impl == "node":
         return [node(), str(HERE / f"{name}_node.js")]
     sys.exit(f"http_driver: unknown implementation {impl!r} (corun, node)")
@@ -124,25 +111,7 @@ def one_request(port):
 
 def run_server(impl, name, body):
     """Start server NAME (corun or node), call body(proc, port), stop it."""
-    errfile = tempfile.TemporaryFile()  # the server's stderr, never a full pipe
-    server = subprocess.Popen(script_argv(impl, name), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=errfile,
-                              cwd=ROOT)
-    try:
-        port = read_port(server, errfile, who="http_driver")
-        result = body(server, port)
-        if server.poll() is not None:
-            sys.exit(f"http_driver: server exited ({server.returncode})")
-        return result
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(5)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-        errfile.close()
+    return serve(script_argv(impl, name), body, "http_driver")
 
 
 def row_http(impl):

@@ -154,22 +154,34 @@ return function(M, core, headers_of)
     io.stderr:write("corun.http: handler failed: ", tostring(err), "\n")
   end
 
+  -- Feed 'p' from connection 'c' until its phase reaches 'want' (1: the
+  -- head is in, 2: the whole request), within the request deadline (set
+  -- on the first read if nil). Returns phase, rest (p:feed's, or the one
+  -- given when nothing was read) and the deadline; or nil when the request
+  -- did not come (answered with its error status when there is one).
+  local function read_to(c, p, o, phase, rest, want, deadline)
+    local status, msg
+    while phase < want do
+      deadline = deadline or now() + o.request_timeout
+      phase, status, msg = more(c, p, deadline)
+      if not phase then
+        if status then c.stream:write(plain(p, status, msg, false)) end
+        return nil
+      end
+      rest = status
+    end
+    return phase, rest, deadline
+  end
+
   -- One request, its parsing started by a feed that returned 'phase':
   -- read the rest of it, run the handler, answer. Returns whether to go on
   -- with the next request on this connection, and whether input for it
   -- is there already (p:feed's rest).
   local function one_request(srv, c, p, phase, rest)
     local s, o = c.stream, srv.opts
-    local deadline, status, msg
-    while phase == 0 do   -- the head, from its first byte to its last
-      deadline = deadline or now() + o.request_timeout
-      phase, status, msg = more(c, p, deadline)
-      if not phase then
-        if status then s:write(plain(p, status, msg, false)) end
-        return false
-      end
-      rest = status
-    end
+    local deadline, msg
+    phase, rest, deadline = read_to(c, p, o, phase, rest, 1, nil)
+    if not phase then return false end  -- the head did not come
     local method, target, path, query, version, headers, fields, keep = p:request()
     local req = setmetatable({ method = method, target = target, path = path,
       query = query, version = version, headers = headers, _fields = fields,
@@ -208,15 +220,8 @@ return function(M, core, headers_of)
       req.drained = function() return drained end
       req.body = nil
     else
-      while phase < 2 do
-        deadline = deadline or now() + o.request_timeout
-        phase, status, msg = more(c, p, deadline)
-        if not phase then
-          if status then s:write(plain(p, status, msg, false)) end
-          return false
-        end
-        rest = status
-      end
+      phase, rest, deadline = read_to(c, p, o, phase, rest, 2, deadline)
+      if not phase then return false end  -- nor the whole body
       req.body = p:body()
     end
     local head_only = method == "HEAD"

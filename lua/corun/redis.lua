@@ -872,14 +872,22 @@ function Queue:get(timeout)
   end
 end
 
--- The calling task's oldest item not yet acknowledged, removed.
-function Queue:_take(what)
+-- The calling task's oldest entry in 'held' (task -> list), removed, and
+-- that list; raises for method 'what' (called by the caller's caller) when
+-- the task has none left. Shared with redis_shards.lua.
+function M._shift_held(held, what)
   local me = core.current()
-  local list = me and self.held[me]
+  local list = me and held[me]
   local h = list and table.remove(list, 1)
   if h == nil then
-    error(("%s: called more times than items got (by this task)"):format(what), 3)
+    error(("%s: called more times than items got (by this task)"):format(what), 4)
   end
+  return h, list
+end
+
+-- The calling task's oldest item not yet acknowledged, removed.
+function Queue:_take(what)
+  local h, list = M._shift_held(self.held, what)
   self:_count(-1)
   return h, list
 end

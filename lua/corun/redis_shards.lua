@@ -19,6 +19,7 @@
 
 local core = require "corun.core"
 local keyslot = require("corun.redis_cluster").keyslot
+local shift_held = require("corun.redis")._shift_held  -- loads no shards
 
 local M = {}
 
@@ -132,12 +133,7 @@ end
 
 -- The shard of the calling task's oldest item, removed from its list.
 function Sharded:_take(what)
-  local me = core.current()
-  local list = me and self.held[me]
-  local i = list and table.remove(list, 1)
-  if i == nil then
-    error(("%s: called more times than items got (by this task)"):format(what), 3)
-  end
+  local i, list = shift_held(self.held, what)  -- no tail call: error level
   return i, list
 end
 
